@@ -1,0 +1,78 @@
+// Runtime: starts, signals and watches agent processes. The only module that touches
+// processes; the reconciler talks to this interface and tests use FakeRuntime.
+//
+// Thread-safety: all methods and callbacks run on the daemon's event loop thread
+// (the io_context the implementation was built with); not safe to call from elsewhere.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace palm::runtime {
+
+struct Limits {
+  std::optional<int64_t> memory_mb;       // RLIMIT_AS (MiB)
+  std::optional<int64_t> max_procs;       // RLIMIT_NPROC
+  std::optional<int64_t> max_open_files;  // RLIMIT_NOFILE
+};
+
+struct SpawnRequest {
+  std::string instance_id;
+  std::vector<std::string> argv;          // argv[0] searched on PATH when it has no '/'
+  std::string workdir;                    // "" = inherit
+  std::map<std::string, std::string> env; // the complete environment of the child
+  std::string log_path;                   // stdout+stderr appended here (created 0640)
+  Limits limits;
+};
+
+// Identity of a running process: pid plus its start time (clock ticks since boot, field 22
+// of /proc/<pid>/stat), so a recycled pid is never mistaken for our agent.
+struct ProcessId {
+  int pid = 0;
+  uint64_t start_time = 0;
+};
+
+struct ExitStatus {
+  std::optional<int> code;    // normal exit
+  std::optional<int> signal;  // terminated by signal
+  // Neither: exit observed for an adopted (not our child) process; the code is unknowable.
+};
+
+class Runtime {
+ public:
+  using ExitCallback = std::function<void(const std::string& instance_id, ExitStatus)>;
+  virtual ~Runtime() = default;
+
+  // Sets the callback invoked (on the loop) once per watched process when it exits.
+  virtual void SetExitCallback(ExitCallback cb) = 0;
+
+  // Starts the process in a new session/process group with stdin=/dev/null and
+  // stdout/stderr appended to log_path, and watches it. Fails (nothing left running) with
+  // kNotFound when the command does not exist, kPermissionDenied when it is not executable,
+  // kFailedPrecondition for a bad workdir, kInternal otherwise; the message says which.
+  virtual absl::StatusOr<ProcessId> Spawn(const SpawnRequest& req) = 0;
+
+  // Watches a process started by an earlier daemon. kNotFound when the pid is gone or now
+  // belongs to another process (start time differs); then nothing is watched.
+  // `log_path` is the instance's log, rotated like a spawned one.
+  virtual absl::Status Adopt(const std::string& instance_id, const ProcessId& pid,
+                             const std::string& log_path) = 0;
+
+  // Sends `sig` to the instance's process group. kNotFound when not watched.
+  virtual absl::Status Signal(const std::string& instance_id, int sig) = 0;
+
+  // Stops watching without signalling (the daemon is exiting and leaves agents running).
+  virtual void Forget(const std::string& instance_id) = 0;
+
+  // Number of processes watched now.
+  virtual size_t Watched() const = 0;
+};
+
+}  // namespace palm::runtime

@@ -1,0 +1,87 @@
+// Store: palm's durable state. Every method returns only after the write is durable
+// (SQLite WAL, synchronous=FULL): an acknowledged write survives kill -9 of the daemon.
+//
+// Objects are kept as JSON documents (the model codec's stored form) next to the indexed
+// columns used for lookups; docs/formats/store.md documents the schema. Migrations are
+// versioned and applied by Open().
+// Thread-safety: one Store is used from one thread at a time (the daemon's event loop);
+// it does not lock internally.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "nlohmann/json.hpp"
+
+namespace palm::store {
+
+using Json = nlohmann::json;
+
+struct SpecRow {
+  std::string tenant, name, version;
+  Json doc;
+  bool deprecated = false;
+};
+
+struct DeploymentRow {
+  std::string tenant, name;
+  Json doc;  // desired state + bookkeeping
+};
+
+struct InstanceRow {
+  std::string tenant, id, deployment;
+  Json doc;
+};
+
+struct TokenRow {
+  std::string hash;         // hex SHA-256 of the token; the token itself is never stored
+  std::string tenant;
+  std::string role;         // admin | operator | viewer | instance
+  std::string instance_id;  // for role "instance": the only instance it may act as
+  std::string created_at;
+};
+
+// A set of writes applied in one transaction: all or nothing.
+struct WriteBatch {
+  std::vector<SpecRow> put_specs;
+  std::vector<DeploymentRow> put_deployments;
+  std::vector<std::pair<std::string, std::string>> delete_deployments;  // (tenant, name)
+  std::vector<InstanceRow> put_instances;
+  std::vector<std::pair<std::string, std::string>> delete_instances;    // (tenant, id)
+  std::vector<TokenRow> put_tokens;
+  std::vector<std::string> delete_tokens;                               // by hash
+  bool empty() const;
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // Applies `batch` atomically and durably. On failure nothing was applied.
+  virtual absl::Status Apply(const WriteBatch& batch) = 0;
+
+  virtual absl::StatusOr<std::vector<SpecRow>> ListSpecs() = 0;
+  virtual absl::StatusOr<std::vector<DeploymentRow>> ListDeployments() = 0;
+  virtual absl::StatusOr<std::vector<InstanceRow>> ListInstances() = 0;
+  virtual absl::StatusOr<std::vector<TokenRow>> ListTokens() = 0;
+
+  // Small key/value table for daemon metadata (e.g. "admin_token_hash").
+  virtual absl::StatusOr<std::optional<std::string>> GetMeta(const std::string& key) = 0;
+  virtual absl::Status PutMeta(const std::string& key, const std::string& value) = 0;
+
+  // True when the store answers a trivial query (for /readyz).
+  virtual bool Healthy() = 0;
+  // The schema version after migrations.
+  virtual int SchemaVersion() = 0;
+};
+
+// Opens (creating if needed) the SQLite store at `path`, enables WAL and
+// synchronous=FULL, applies pending migrations in order inside transactions.
+// Fails with kFailedPrecondition when the file's schema is newer than this binary knows,
+// kUnavailable when the file cannot be opened or locked.
+absl::StatusOr<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path);
+
+}  // namespace palm::store
