@@ -4,14 +4,23 @@
 // for a started request, idle timeout between requests, and a graceful Stop() that refuses
 // new connections, lets in-flight requests finish and then closes idle ones.
 // Handlers may answer later (long-poll) or stream (Server-Sent Events) through Exchange.
+// Protocol errors are answered by the server itself with the DESIGN.md error body and the
+// connection is closed: 400 BAD_REQUEST (malformed), 413 PAYLOAD_TOO_LARGE, 431
+// HEADERS_TOO_LARGE, 417 (an Expect other than 100-continue); beyond max_connections a new
+// connection gets a 503 and is closed. Pipelined requests are answered in order; the next
+// request is not parsed before the current one is answered.
 // Thread-safety: the server and every Exchange live on one io_context thread; handlers
-// are called on it and must call Exchange methods on it.
+// are called on it and must call Exchange methods on it. Stop(), port() and the counters
+// may be called from any thread. Destroy the Server on the loop thread or after the loop
+// has stopped; destroying it closes every connection without calling OnClose callbacks.
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -22,13 +31,13 @@
 namespace palm::http {
 
 struct Request {
-  std::string method;   // "GET", "POST", ...
-  std::string target;   // raw target, e.g. "/v1/instances?deployment=x"
-  std::string path;     // target without the query, percent-decoded
-  std::vector<std::pair<std::string, std::string>> query;  // decoded, in order
+  std::string method;  // "GET", "POST", ...
+  std::string target;  // raw target, e.g. "/v1/instances?deployment=x"
+  std::string path;    // target without the query, percent-decoded
+  std::vector<std::pair<std::string, std::string>> query;    // decoded, in order
   std::vector<std::pair<std::string, std::string>> headers;  // names lower-cased
   std::string body;
-  std::string remote;   // "127.0.0.1:53422"
+  std::string remote;  // "127.0.0.1:53422"
 
   // First value of a header (name lower-case) or "" when absent.
   std::string Header(std::string_view name) const;
@@ -43,7 +52,14 @@ struct Response {
   std::vector<std::pair<std::string, std::string>> headers;  // extra headers
 };
 
-// One in-flight request. Exactly one of Respond() or BeginStream() is called.
+// One in-flight request. Exactly one of Respond() or BeginStream() is called; later calls,
+// and any call after the connection closed, are ignored. If the last reference to an
+// Exchange is dropped without an answer the server answers 500 (503 while stopping); a
+// dropped stream is ended. The Exchange keeps only a small connection object alive.
+// Response: the server sets Content-Length, "Server: palm" and Connection; handler headers
+// named Content-Length, Transfer-Encoding, Server or Content-Type are ignored, a
+// "Connection: close" header closes the connection after the response, headers with CR/LF
+// are dropped. 1xx, 204 and 304 responses carry no body.
 class Exchange {
  public:
   virtual ~Exchange() = default;
@@ -56,6 +72,8 @@ class Exchange {
   // True once the peer closed the connection or the server is stopping.
   virtual bool Closed() const = 0;
   // Called once when the exchange becomes Closed() before End()/Respond() (for cleanup).
+  // Registered after that already happened: called immediately. Stop() counts as closing:
+  // a pending handler is notified but may still Respond() (its answer is delivered).
   virtual void OnClose(std::function<void()> cb) = 0;
 };
 
@@ -64,8 +82,8 @@ using Handler = std::function<void(Request, std::shared_ptr<Exchange>)>;
 struct ServerOptions {
   size_t max_header_bytes = 16 * 1024;
   size_t max_body_bytes = 1024 * 1024;
-  absl::Duration read_timeout = absl::Seconds(30);   // to receive a whole request
-  absl::Duration idle_timeout = absl::Seconds(60);   // keep-alive between requests
+  absl::Duration read_timeout = absl::Seconds(30);  // to receive a whole request
+  absl::Duration idle_timeout = absl::Seconds(60);  // keep-alive between requests
   size_t max_connections = 4096;
 };
 
@@ -75,13 +93,22 @@ class Server {
   ~Server();
   // Binds and starts accepting on "host:port" (port 0 = any free port). kInvalidArgument
   // for a malformed address, kUnavailable when the bind fails (the message says why).
+  // "localhost" binds 127.0.0.1, an empty host or "*" all IPv4 addresses, "[::1]:0" IPv6.
+  // Call on the loop thread or before the loop runs.
   absl::Status Listen(const std::string& address);
   // The bound port (after Listen).
   uint16_t port() const;
   // Refuses new connections, finishes in-flight requests, closes idle and streaming ones,
-  // then calls `done` (on the loop).
+  // then calls `done` (on the loop). Idle connections and requests not fully received are
+  // closed at once; pending exchanges see Closed() and their OnClose callbacks; streams are
+  // End()ed. Safe from any thread and from inside a handler (the work is posted).
   void Stop(std::function<void()> done);
+  // Open connections now.
   size_t connections() const;
+  // Connections accepted since Listen (including ones refused over max_connections).
+  uint64_t accepted_connections() const;
+  // Requests handed to the handler since Listen.
+  uint64_t requests() const;
 
  private:
   class Impl;

@@ -5,6 +5,23 @@
 // field path ("spec.resources.memory_mb: must be a positive integer, got -5") and a hint
 // saying what to write instead. Nothing here throws: parser exceptions become statuses with
 // line and column. Thread-safe: pure functions.
+//
+// Field paths start with the object: "spec." for an AgentSpec, "deployment." for a
+// Deployment, "instance." for a stored Instance; list elements are "spec.command[1]".
+// Choices where DESIGN.md is silent:
+// - A field set to null is the same as an absent field (YAML `workdir:` with nothing after).
+// - env, params and label values: strings; numbers and booleans are accepted and converted
+//   to their text as Docker Compose does (4 -> "4", false -> "false", 0.25 -> "0.25");
+//   null, lists and objects are refused. Quote values such as "1.10" to keep them verbatim.
+// - Server-owned fields (tenant, created_at, updated_at, deprecated, revision,
+//   next_instance_seq, status) in a user document are accepted and ignored, so the output of
+//   `palm ... get -o yaml` can be applied again (as kubectl does).
+// - Deployment `autoscaling` and `budget` are accepted only as null until those features
+//   exist: an object is refused rather than silently ignored.
+// - Deployment `agent_ref: org/agents/name:version` may replace `spec`; both are stored as
+//   `spec: name@version` (the org part is not kept: the tenant comes from the request).
+// - Times are written with millisecond precision (palm::FormatTime); stored forms round
+//   trip exactly at that precision.
 #pragma once
 
 #include <string_view>
@@ -17,6 +34,12 @@ namespace palm::model {
 // Parses a JSON or YAML document (YAML 1.2 is a superset of JSON) into JSON. `source`
 // names the input in messages ("spec.yaml"). Refuses empty documents, several documents,
 // YAML aliases/tags that do not map to JSON, nesting deeper than 64 levels.
+// Details: a `source` ending in ".json" is parsed as JSON only; text starting with '{' or
+// '[' is tried as JSON first (errors "spec.json: line 3, column 7: ..."), then as YAML flow
+// style. Plain YAML scalars are typed by the YAML 1.2 core schema (true/false, null/~,
+// ints incl. 0x/0o, floats; .inf/.nan refused), quoted ones stay strings; map keys must
+// be strings; duplicate keys are refused in both formats; anchors, aliases and "<<" merge
+// keys are expanded, at most 1,000,000 values and 64 MiB of text after expansion.
 absl::StatusOr<Json> ParseDocument(std::string_view text, std::string_view source);
 
 // Strict semver 2.0.0 (MAJOR.MINOR.PATCH[-pre][+build]).

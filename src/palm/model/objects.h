@@ -54,6 +54,9 @@ struct AgentSpec {
 };
 
 enum class RestartMode { kAlways, kOnFailure, kNever };
+// "always" | "on_failure" | "never" (the wire spelling).
+std::string_view ToString(RestartMode m);
+bool ParseRestartMode(std::string_view s, RestartMode* out);
 
 struct RestartPolicy {
   RestartMode policy = RestartMode::kAlways;
@@ -96,6 +99,14 @@ struct ExitInfo {
 
 enum class HealthStatus { kUnknown, kHealthy, kDegraded, kUnhealthy };
 std::string_view ToString(HealthStatus s);
+// Reads the spelling ToString writes ("Unknown", "Healthy", "Degraded", "Unhealthy").
+bool ParseHealthStatus(std::string_view s, HealthStatus* out);
+
+// Signals by name (Linux numbering): SignalName(9) == "SIGKILL"; a number without a name
+// (real-time signals) is written "SIG<n>".
+std::string SignalName(int signal);
+// Accepts "SIGTERM", "TERM" (any case) or a decimal number 1..64. False otherwise.
+bool ParseSignal(std::string_view s, int* out);
 
 // One supervised agent process (a replica slot; keeps its id across restarts).
 struct Instance {

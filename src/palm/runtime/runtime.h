@@ -18,17 +18,17 @@
 namespace palm::runtime {
 
 struct Limits {
-  std::optional<int64_t> memory_mb;       // RLIMIT_AS (MiB)
-  std::optional<int64_t> max_procs;       // RLIMIT_NPROC
-  std::optional<int64_t> max_open_files;  // RLIMIT_NOFILE
+  std::optional<int64_t> memory_mb = std::nullopt;       // RLIMIT_AS (MiB)
+  std::optional<int64_t> max_procs = std::nullopt;       // RLIMIT_NPROC
+  std::optional<int64_t> max_open_files = std::nullopt;  // RLIMIT_NOFILE
 };
 
 struct SpawnRequest {
   std::string instance_id;
-  std::vector<std::string> argv;          // argv[0] searched on PATH when it has no '/'
-  std::string workdir;                    // "" = inherit
-  std::map<std::string, std::string> env; // the complete environment of the child
-  std::string log_path;                   // stdout+stderr appended here (created 0640)
+  std::vector<std::string> argv;           // argv[0] searched on PATH when it has no '/'
+  std::string workdir;                     // "" = inherit
+  std::map<std::string, std::string> env;  // the complete environment of the child
+  std::string log_path;                    // stdout+stderr appended here (created 0640)
   Limits limits;
 };
 
@@ -39,9 +39,11 @@ struct ProcessId {
   uint64_t start_time = 0;
 };
 
+// (The `= std::nullopt` initializers let `ExitStatus{.code = 3}` compile without
+// -Wmissing-field-initializers warnings.)
 struct ExitStatus {
-  std::optional<int> code;    // normal exit
-  std::optional<int> signal;  // terminated by signal
+  std::optional<int> code = std::nullopt;    // normal exit
+  std::optional<int> signal = std::nullopt;  // terminated by signal
   // Neither: exit observed for an adopted (not our child) process; the code is unknowable.
 };
 
@@ -53,7 +55,7 @@ class Runtime {
   // Sets the callback invoked (on the loop) once per watched process when it exits.
   virtual void SetExitCallback(ExitCallback cb) = 0;
 
-  // Starts the process in a new session/process group with stdin=/dev/null and
+  // Starts the process in a new process group with stdin=/dev/null and
   // stdout/stderr appended to log_path, and watches it. Fails (nothing left running) with
   // kNotFound when the command does not exist, kPermissionDenied when it is not executable,
   // kFailedPrecondition for a bad workdir, kInternal otherwise; the message says which.

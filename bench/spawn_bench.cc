@@ -1,0 +1,207 @@
+// Foundation benchmark (issue #2), all in one run on the same machine:
+//  (a) `deploy --replicas N` of /bin/sleep until N are Running, against a raw posix_spawn
+//      loop of the same N processes (the floor);
+//  (b) daemon RSS with N instances minus its idle RSS;
+//  (c) crash-to-respawn latency with zero backoff (kill -9 -> the daemon's started_at of
+//      the new process), median and p90 over M crashes.
+// Usage: spawn_bench PATH/TO/palm [N=1000] [M=50]
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "nlohmann/json.hpp"
+#include "palm/base/clock.h"
+#include "palm/http/client.h"
+
+extern char** environ;
+
+namespace {
+
+using Json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+long RssKiB(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/status");
+  std::string key;
+  long value = 0;
+  while (f >> key) {
+    if (key == "VmRSS:") {
+      f >> value;
+      return value;
+    }
+    std::getline(f, key);
+  }
+  return -1;
+}
+
+pid_t Spawn(const std::vector<std::string>& args, const std::string& out) {
+  std::vector<char*> argv;
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 1, out.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  posix_spawn_file_actions_adddup2(&fa, 1, 2);
+  pid_t pid = -1;
+  if (posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), environ) != 0) pid = -1;
+  posix_spawn_file_actions_destroy(&fa);
+  return pid;
+}
+
+// The floor: N plain posix_spawns of /bin/sleep, stdin /dev/null and output to a file each,
+// and nothing else (no process group, no bookkeeping).
+double RawSpawnLoop(int n, const std::string& dir) {
+  std::vector<pid_t> pids;
+  pids.reserve(n);
+  auto t0 = Clock::now();
+  for (int i = 0; i < n; ++i) {
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    std::string log = absl::StrCat(dir, "/raw-", i, ".log");
+    posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0640);
+    posix_spawn_file_actions_adddup2(&fa, 1, 2);
+    char* argv[] = {const_cast<char*>("/bin/sleep"), const_cast<char*>("1000000"), nullptr};
+    pid_t pid;
+    if (posix_spawn(&pid, "/bin/sleep", &fa, nullptr, argv, environ) == 0) pids.push_back(pid);
+    posix_spawn_file_actions_destroy(&fa);
+  }
+  double s = Seconds(Clock::now() - t0);
+  for (pid_t p : pids) ::kill(p, SIGKILL);
+  for (pid_t p : pids) ::waitpid(p, nullptr, 0);
+  return s;
+}
+
+double Percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<size_t>(p * (v.size() - 1) + 0.5))];
+}
+
+Json Get(palm::http::Client& c, const std::string& target) {
+  auto r = c.Do("GET", target);
+  if (!r.ok()) return nullptr;
+  return Json::parse(r->body, nullptr, false);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::fprintf(stderr, "usage: %s PATH/TO/palm [N=1000] [M=50]\n", argv[0]);
+    return 2;
+  }
+  std::string palm = argv[1];
+  int n = argc > 2 ? std::atoi(argv[2]) : 1000;
+  int m = argc > 3 ? std::atoi(argv[3]) : 50;
+  char tmpl[] = "/tmp/palm-bench-XXXXXX";
+  std::string dir = mkdtemp(tmpl);
+  std::filesystem::create_directories(dir + "/raw");
+
+  double raw_s = RawSpawnLoop(n, dir + "/raw");
+
+  pid_t daemon = Spawn({palm, "daemon", "start", "--foreground", "--listen", "127.0.0.1:0",
+                        "--data-dir", dir + "/data"},
+                       dir + "/daemon.out");
+  std::string endpoint;
+  for (int i = 0; i < 500 && endpoint.empty(); ++i) {
+    std::ifstream f(dir + "/data/palmd.endpoint");
+    f >> endpoint;
+    if (endpoint.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  std::string token;
+  std::ifstream(dir + "/data/admin.token") >> token;
+  palm::http::Client c(endpoint, token, absl::Seconds(60));
+  for (int i = 0; i < 500; ++i) {
+    auto r = c.Do("GET", "/readyz");
+    if (r.ok() && r->status == 200) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  long idle_rss = RssKiB(daemon);
+
+  Json spec = {{"name", "sleeper"}, {"version", "1.0.0"}, {"command", {"/bin/sleep", "1000000"}},
+               {"stop", {{"signal", "SIGKILL"}, {"grace_s", 1}}}};
+  c.Do("POST", "/v1/specs", spec.dump());
+  Json dep = {{"name", "bench"}, {"spec", "sleeper@1.0.0"}, {"replicas", n}};
+  auto t0 = Clock::now();
+  auto created = c.Do("POST", "/v1/deployments", dep.dump());
+  if (!created.ok() || created->status != 201) {
+    std::fprintf(stderr, "deploy failed: %s\n",
+                 created.ok() ? created->body.c_str() : created.status().ToString().c_str());
+    ::kill(daemon, SIGKILL);
+    return 1;
+  }
+  double deploy_s = -1;
+  while (Seconds(Clock::now() - t0) < 120) {
+    Json d = Get(c, "/v1/deployments/bench");
+    if (d.is_object() && d["status"]["replicas"]["ready"] == n) {
+      deploy_s = Seconds(Clock::now() - t0);
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  long full_rss = RssKiB(daemon);
+
+  // (c) zero-backoff respawn latency on a separate one-replica deployment.
+  Json crash = {{"name", "crash"}, {"spec", "sleeper@1.0.0"}, {"replicas", 1},
+                {"restart_policy", {{"policy", "always"}, {"backoff_initial_s", 0}}}};
+  c.Do("POST", "/v1/deployments", crash.dump());
+  std::vector<double> respawn_ms;
+  for (int i = 0; i < m; ++i) {
+    Json in;
+    for (int k = 0; k < 2000; ++k) {
+      in = Get(c, "/v1/instances/crash-001");
+      if (in.is_object() && in["state"] == "Running") break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    int pid = in["pid"].get<int>();
+    absl::Time killed = absl::Now();
+    ::kill(pid, SIGKILL);
+    for (int k = 0; k < 5000; ++k) {
+      in = Get(c, "/v1/instances/crash-001");
+      if (in.is_object() && in["state"] == "Running" && in["pid"] != pid) break;
+      std::this_thread::sleep_for(std::chrono::microseconds(500));
+    }
+    absl::Time started;
+    if (palm::ParseTime(in["started_at"].get<std::string>(), &started)) {
+      respawn_ms.push_back(absl::ToDoubleMilliseconds(started - killed));
+    }
+  }
+
+  c.Do("POST", "/v1/daemon/stop", R"({"all": true})");
+  int status = 0;
+  for (int i = 0; i < 3000 && ::waitpid(daemon, &status, WNOHANG) != daemon; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+
+  std::printf("palm foundation benchmark (N=%d agents of /bin/sleep, M=%d crashes)\n", n, m);
+  std::printf("  (a) raw posix_spawn loop (floor):      %8.3f s\n", raw_s);
+  std::printf("      palm deploy -> %d running:       %8.3f s   ratio %.2fx the floor\n", n,
+              deploy_s, deploy_s / raw_s);
+  std::printf("  (b) daemon RSS idle:                   %8.1f MiB\n", idle_rss / 1024.0);
+  std::printf("      daemon RSS with %d instances:    %8.1f MiB   delta %.1f MiB\n", n,
+              full_rss / 1024.0, (full_rss - idle_rss) / 1024.0);
+  std::printf("  (c) crash-to-respawn, zero backoff:   median %.1f ms, p90 %.1f ms (ms resolution)\n",
+              Percentile(respawn_ms, 0.5), Percentile(respawn_ms, 0.9));
+  return deploy_s < 0 ? 1 : 0;
+}

@@ -1,0 +1,427 @@
+#include "palm/api/api.h"
+
+#include <algorithm>
+#include <charconv>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "boost/asio/post.hpp"
+#include "palm/api/errors.h"
+#include "palm/api/logs.h"
+#include "palm/base/crypto.h"
+#include "palm/base/error.h"
+#include "palm/base/log.h"
+#include "palm/model/codec.h"
+
+namespace palm::api {
+
+using controller::DeploymentKey;
+using model::Json;
+
+namespace {
+
+constexpr int64_t kMaxReplicas = 10000;
+
+struct Principal {
+  bool admin = false;
+  std::string tenant;
+  std::string instance_id;  // set for instance tokens
+};
+
+absl::StatusOr<Json> ParseBody(const http::Request& req) {
+  std::string ct = req.Header("content-type");
+  if (!ct.empty() && !absl::StartsWithIgnoreCase(ct, "application/json")) {
+    return Error(absl::StatusCode::kInvalidArgument, "UNSUPPORTED_MEDIA_TYPE",
+                 absl::StrCat("Content-Type \"", ct, "\" is not supported"),
+                 "send the body as JSON with Content-Type: application/json");
+  }
+  if (req.body.find_first_not_of(" \t\r\n") == std::string::npos) {
+    return Error(absl::StatusCode::kInvalidArgument, "MALFORMED_JSON", "request body is empty",
+                 "send a JSON object");
+  }
+  try {
+    return Json::parse(req.body);
+  } catch (const Json::parse_error& e) {
+    return Error(absl::StatusCode::kInvalidArgument, "MALFORMED_JSON",
+                 absl::StrCat("request body is not valid JSON (at byte ", e.byte, "): ",
+                              e.what()),
+                 "check the JSON syntax, e.g. with `python3 -m json.tool`");
+  }
+}
+
+absl::Status RequireObject(const Json& body, std::string_view what) {
+  if (body.is_object()) return absl::OkStatus();
+  return InvalidArgument(absl::StrCat(std::string(what), ": must be a JSON object, got ",
+                                      body.type_name()));
+}
+
+// Refuses fields of `body` not in `allowed`.
+absl::Status OnlyFields(const Json& body, std::initializer_list<std::string_view> allowed,
+                        std::string_view what) {
+  for (const auto& [k, v] : body.items()) {
+    if (std::find(allowed.begin(), allowed.end(), k) == allowed.end()) {
+      return InvalidArgument(absl::StrCat(std::string(what), ".", k, ": unknown field"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// {"items": [...], "next": cursor|null} with ?limit=&after=&order=desc on `key` fields.
+Json Page(std::vector<Json> items, const http::Request& req, const char* key) {
+  if (req.Query("order").value_or("") == "desc") std::reverse(items.begin(), items.end());
+  size_t start = 0;
+  if (auto after = req.Query("after"); after && !after->empty()) {
+    for (size_t i = 0; i < items.size(); ++i) {
+      if (items[i].value(key, std::string()) == *after) {
+        start = i + 1;
+        break;
+      }
+    }
+  }
+  size_t limit = items.size();
+  if (auto l = req.Query("limit")) {
+    size_t n = 0;
+    auto [p, ec] = std::from_chars(l->data(), l->data() + l->size(), n);
+    if (ec == std::errc() && n > 0) limit = n;
+  }
+  Json out = Json::array();
+  size_t end = std::min(items.size(), start + limit);
+  for (size_t i = start; i < end; ++i) out.push_back(std::move(items[i]));
+  Json next = nullptr;
+  if (end < items.size() && !out.empty()) next = out.back().value(key, Json());
+  return {{"items", std::move(out)}, {"next", next}};
+}
+
+}  // namespace
+
+class Api::Impl {
+ public:
+  Impl(boost::asio::io_context& io, controller::Supervisor& sup, ApiOptions options)
+      : io_(io), sup_(sup), options_(std::move(options)) {}
+
+  void Handle(http::Request req, std::shared_ptr<http::Exchange> ex) {
+    if (req.path == "/healthz") return ex->Respond(JsonResponse(200, {{"status", "ok"}}));
+    if (req.path == "/readyz") {
+      std::string reason;
+      if (options_.ready && !options_.ready(&reason)) {
+        return ex->Respond(JsonResponse(503, {{"status", "not ready"}, {"reason", reason}}));
+      }
+      return ex->Respond(JsonResponse(200, {{"status", "ready"}}));
+    }
+    std::vector<std::string> seg = absl::StrSplit(req.path, '/', absl::SkipEmpty());
+    if (seg.empty() || seg[0] != "v1") {
+      return ex->Respond(ErrorResponse(NotFound(
+          "ROUTE_NOT_FOUND", absl::StrCat("no such endpoint: ", req.method, " ", req.path),
+          "the API lives under /v1; see docs/api.md")));
+    }
+    auto principal = Authenticate(req);
+    if (!principal.ok()) return ex->Respond(ErrorResponse(principal.status()));
+    seg.erase(seg.begin());
+    absl::StatusOr<http::Response> r = Route(req, seg, *principal, ex);
+    if (!r.ok()) return ex->Respond(ErrorResponse(r.status()));
+    if (r->status != 0) ex->Respond(std::move(*r));  // status 0: the route answers itself
+  }
+
+ private:
+  absl::StatusOr<Principal> Authenticate(const http::Request& req) {
+    std::string auth = req.Header("authorization");
+    constexpr std::string_view kBearer = "Bearer ";
+    if (auth.size() <= kBearer.size() || !absl::StartsWithIgnoreCase(auth, "bearer ")) {
+      return Error(absl::StatusCode::kUnauthenticated, "UNAUTHENTICATED",
+                   "missing bearer token",
+                   "send `Authorization: Bearer <token>`; the admin token is in "
+                   "<data-dir>/admin.token");
+    }
+    std::string token = auth.substr(kBearer.size());
+    if (ConstantTimeEquals(Sha256Hex(token), options_.admin_token_hash)) {
+      return Principal{true, std::string(model::kDefaultTenant), ""};
+    }
+    if (auto inst = sup_.InstanceForToken(token)) {
+      return Principal{false, inst->first, inst->second};
+    }
+    return Error(absl::StatusCode::kUnauthenticated, "UNAUTHENTICATED", "invalid token",
+                 "use the token in <data-dir>/admin.token (or PALM_TOKEN for agents)");
+  }
+
+  static absl::Status MethodNotAllowed(const http::Request& req) {
+    return Error(absl::StatusCode::kNotFound, "ROUTE_NOT_FOUND",
+                 absl::StrCat("no such endpoint: ", req.method, " ", req.path),
+                 "see docs/api.md for the endpoints and their methods");
+  }
+
+  absl::StatusOr<http::Response> Route(const http::Request& req,
+                                       const std::vector<std::string>& seg, const Principal& p,
+                                       const std::shared_ptr<http::Exchange>& ex) {
+    const std::string& m = req.method;
+    if (seg.size() >= 1 && seg[0] == "agent") return AgentRoute(req, seg, p);
+    if (!p.admin) {
+      return Error(absl::StatusCode::kPermissionDenied, "FORBIDDEN",
+                   "an instance token may only call /v1/agent/* endpoints",
+                   "use the admin token for management calls");
+    }
+    const std::string& t = p.tenant;
+    if (seg.size() == 1 && seg[0] == "specs") {
+      if (m == "GET") return ListSpecs(req, t);
+      if (m == "POST") return RegisterSpec(req, t);
+    } else if (seg.size() >= 2 && seg[0] == "specs") {
+      std::string version = seg.size() >= 3 ? seg[2] : "";
+      if (seg.size() <= 3 && m == "GET") {
+        PALM_ASSIGN_OR_RETURN(const model::AgentSpec* spec, sup_.GetSpec(t, seg[1], version));
+        return JsonResponse(200, model::ToJson(*spec));
+      }
+      if (seg.size() == 4 && seg[3] == "deprecate" && m == "POST") {
+        PALM_ASSIGN_OR_RETURN(model::AgentSpec spec, sup_.DeprecateSpec(t, seg[1], version));
+        return JsonResponse(200, model::ToJson(spec));
+      }
+    } else if (seg.size() == 1 && seg[0] == "deployments") {
+      if (m == "GET") return ListDeployments(req, t);
+      if (m == "POST") return CreateDeployment(req, t);
+    } else if (seg.size() == 2 && seg[0] == "deployments") {
+      DeploymentKey key{t, seg[1]};
+      if (m == "GET") {
+        PALM_ASSIGN_OR_RETURN(const model::Deployment* d, sup_.GetDeployment(key));
+        return JsonResponse(200, DeploymentJson(*d));
+      }
+      if (m == "PUT") return ApplyDeployment(req, t, seg[1]);
+      if (m == "DELETE") {
+        PALM_ASSIGN_OR_RETURN(model::Deployment d, sup_.DeleteDeployment(key));
+        return JsonResponse(200, model::ToJson(d));
+      }
+    } else if (seg.size() == 3 && seg[0] == "deployments" && seg[2] == "scale" && m == "POST") {
+      return Scale(req, {t, seg[1]});
+    } else if (seg.size() == 1 && seg[0] == "instances" && m == "GET") {
+      return ListInstances(req, t);
+    } else if (seg.size() == 2 && seg[0] == "instances" && m == "GET") {
+      PALM_ASSIGN_OR_RETURN(const model::Instance* in, sup_.GetInstance(t, seg[1]));
+      return JsonResponse(200, model::ToJson(*in));
+    } else if (seg.size() == 3 && seg[0] == "instances" && seg[2] == "restart" && m == "POST") {
+      PALM_RETURN_IF_ERROR(sup_.RestartInstance(t, seg[1]));
+      PALM_ASSIGN_OR_RETURN(const model::Instance* in, sup_.GetInstance(t, seg[1]));
+      return JsonResponse(202, model::ToJson(*in));
+    } else if (seg.size() == 3 && seg[0] == "instances" && seg[2] == "logs" && m == "GET") {
+      PALM_ASSIGN_OR_RETURN(const model::Instance* in, sup_.GetInstance(t, seg[1]));
+      return ServeLogs(io_, in->log_path, req, ex);
+    } else if (seg.size() == 1 && seg[0] == "status" && m == "GET") {
+      return JsonResponse(200, FleetStatus(t));
+    } else if (seg.size() == 1 && seg[0] == "daemon" && m == "GET") {
+      return JsonResponse(200, options_.daemon_info ? options_.daemon_info() : Json::object());
+    } else if (seg.size() == 2 && seg[0] == "daemon" && seg[1] == "stop" && m == "POST") {
+      return StopDaemon(req);
+    }
+    return MethodNotAllowed(req);
+  }
+
+  // ---- specs ----
+  absl::StatusOr<http::Response> RegisterSpec(const http::Request& req, const std::string& t) {
+    PALM_ASSIGN_OR_RETURN(Json body, ParseBody(req));
+    auto spec = model::SpecFromJson(body);
+    if (!spec.ok()) return Annotate(spec.status(), "spec");
+    spec->tenant = t;
+    bool created = false;
+    PALM_ASSIGN_OR_RETURN(model::AgentSpec out, sup_.RegisterSpec(std::move(*spec), &created));
+    return JsonResponse(created ? 201 : 200, model::ToJson(out));
+  }
+
+  absl::StatusOr<http::Response> ListSpecs(const http::Request& req, const std::string& t) {
+    std::string name = req.Query("name").value_or("");
+    std::vector<Json> items;
+    for (const model::AgentSpec* s : sup_.ListSpecs(t)) {
+      if (!name.empty() && s->name != name) continue;
+      Json j = model::ToJson(*s);
+      j["ref"] = absl::StrCat(s->name, "@", s->version);
+      items.push_back(std::move(j));
+    }
+    return JsonResponse(200, Page(std::move(items), req, "ref"));
+  }
+
+  // ---- deployments ----
+  Json DeploymentJson(const model::Deployment& d) const {
+    Json j = model::ToJson(d);
+    j["status"] = sup_.DeploymentStatus(d);
+    return j;
+  }
+
+  absl::StatusOr<model::Deployment> ParseDeployment(const http::Request& req,
+                                                    const std::string& t,
+                                                    const std::string& path_name) {
+    PALM_ASSIGN_OR_RETURN(Json body, ParseBody(req));
+    PALM_RETURN_IF_ERROR(RequireObject(body, "deployment"));
+    if (!path_name.empty() && !body.contains("name")) body["name"] = path_name;
+    auto d = model::DeploymentFromJson(body);
+    if (!d.ok()) return Annotate(d.status(), "deployment");
+    if (!path_name.empty() && d->name != path_name) {
+      return InvalidArgument(absl::StrCat("deployment.name: \"", d->name,
+                                          "\" does not match the URL's \"", path_name, "\""));
+    }
+    d->tenant = t;
+    return d;
+  }
+
+  absl::StatusOr<http::Response> CreateDeployment(const http::Request& req,
+                                                  const std::string& t) {
+    PALM_ASSIGN_OR_RETURN(model::Deployment d, ParseDeployment(req, t, ""));
+    PALM_ASSIGN_OR_RETURN(model::Deployment out, sup_.CreateDeployment(std::move(d)));
+    return JsonResponse(201, DeploymentJson(out));
+  }
+
+  absl::StatusOr<http::Response> ApplyDeployment(const http::Request& req, const std::string& t,
+                                                 const std::string& name) {
+    PALM_ASSIGN_OR_RETURN(model::Deployment d, ParseDeployment(req, t, name));
+    bool created = false;
+    PALM_ASSIGN_OR_RETURN(model::Deployment out, sup_.ApplyDeployment(std::move(d), &created));
+    return JsonResponse(created ? 201 : 200, DeploymentJson(out));
+  }
+
+  absl::StatusOr<http::Response> ListDeployments(const http::Request& req,
+                                                 const std::string& t) {
+    std::vector<Json> items;
+    for (const model::Deployment* d : sup_.ListDeployments(t)) items.push_back(DeploymentJson(*d));
+    return JsonResponse(200, Page(std::move(items), req, "name"));
+  }
+
+  absl::StatusOr<http::Response> Scale(const http::Request& req, const DeploymentKey& key) {
+    PALM_ASSIGN_OR_RETURN(Json body, ParseBody(req));
+    PALM_RETURN_IF_ERROR(RequireObject(body, "scale"));
+    PALM_RETURN_IF_ERROR(OnlyFields(body, {"replicas"}, "scale"));
+    const Json& r = body.contains("replicas") ? body["replicas"] : Json();
+    if (!r.is_number_integer() || r.get<int64_t>() < 0 || r.get<int64_t>() > kMaxReplicas) {
+      return InvalidArgument(
+          absl::StrCat("scale.replicas: must be an integer from 0 to ", kMaxReplicas, ", got ",
+                       r.is_null() ? "nothing" : r.dump()),
+          "e.g. {\"replicas\": 5}");
+    }
+    PALM_ASSIGN_OR_RETURN(model::Deployment d, sup_.ScaleDeployment(key, r.get<int64_t>()));
+    return JsonResponse(200, DeploymentJson(d));
+  }
+
+  // ---- instances ----
+  absl::StatusOr<http::Response> ListInstances(const http::Request& req, const std::string& t) {
+    std::optional<model::InstanceState> state;
+    if (auto s = req.Query("state"); s && !s->empty()) {
+      model::InstanceState parsed;
+      if (!model::ParseInstanceState(*s, &parsed)) {
+        return InvalidArgument(absl::StrCat("state: unknown instance state \"", *s, "\""),
+                               "one of Pending, Starting, Running, Draining, Stopping, Stopped, "
+                               "Failed, BackOff, Killed");
+      }
+      state = parsed;
+    }
+    std::string dep = req.Query("deployment").value_or("");
+    std::vector<Json> items;
+    for (const model::Instance* in : sup_.ListInstances(t, dep, state)) {
+      items.push_back(model::ToJson(*in));
+    }
+    return JsonResponse(200, Page(std::move(items), req, "id"));
+  }
+
+  Json FleetStatus(const std::string& t) const {
+    Json deps = Json::array();
+    for (const model::Deployment* d : sup_.ListDeployments(t)) {
+      Json st = sup_.DeploymentStatus(*d);
+      deps.push_back({{"name", d->name},
+                      {"spec", d->spec},
+                      {"revision", d->revision},
+                      {"phase", st["phase"]},
+                      {"desired", d->replicas},
+                      {"current", st["replicas"]["current"]},
+                      {"running", st["running"]},
+                      {"ready", st["replicas"]["ready"]},
+                      {"available", st["replicas"]["available"]},
+                      {"restarts", st["restarts"]},
+                      {"instances_by_state", st["instances_by_state"]}});
+    }
+    std::map<std::string, int64_t> by_state;
+    int64_t total = 0;
+    for (const model::Instance* in : sup_.ListInstances(t, "", std::nullopt)) {
+      ++by_state[std::string(model::ToString(in->state))];
+      ++total;
+    }
+    return {{"deployments", deps},
+            {"instances", {{"total", total}, {"by_state", by_state}}},
+            {"daemon", options_.daemon_info ? options_.daemon_info() : Json::object()}};
+  }
+
+  absl::StatusOr<http::Response> StopDaemon(const http::Request& req) {
+    bool all = false;
+    if (req.body.find_first_not_of(" \t\r\n") != std::string::npos) {
+      PALM_ASSIGN_OR_RETURN(Json body, ParseBody(req));
+      PALM_RETURN_IF_ERROR(RequireObject(body, "stop"));
+      PALM_RETURN_IF_ERROR(OnlyFields(body, {"all"}, "stop"));
+      if (body.contains("all")) {
+        if (!body["all"].is_boolean()) return InvalidArgument("stop.all: must be true or false");
+        all = body["all"].get<bool>();
+      }
+    }
+    PALM_LOG(kInfo, "stop requested over the API", all ? " (with all agents)" : "");
+    if (options_.request_stop) {
+      boost::asio::post(io_, [stop = options_.request_stop, all] { stop(all); });
+    }
+    return JsonResponse(202, {{"stopping", true}, {"all", all}});
+  }
+
+  // ---- agents ----
+  absl::StatusOr<http::Response> AgentRoute(const http::Request& req,
+                                            const std::vector<std::string>& seg,
+                                            const Principal& p) {
+    if (p.instance_id.empty()) {
+      return Error(absl::StatusCode::kPermissionDenied, "FORBIDDEN",
+                   "agent endpoints need an instance token",
+                   "agents use the PALM_TOKEN palm gives them");
+    }
+    if (seg.size() == 2 && seg[1] == "heartbeat" && req.method == "POST") {
+      PALM_ASSIGN_OR_RETURN(Json body, ParseBody(req));
+      PALM_RETURN_IF_ERROR(RequireObject(body, "heartbeat"));
+      PALM_RETURN_IF_ERROR(
+          OnlyFields(body, {"status", "reason", "metrics", "cost_usd"}, "heartbeat"));
+      controller::HeartbeatIn in;
+      if (body.contains("status")) {
+        const Json& s = body["status"];
+        if (!s.is_string() || (s != "ok" && s != "degraded")) {
+          return InvalidArgument("heartbeat.status: must be \"ok\" or \"degraded\"");
+        }
+        in.status = s.get<std::string>();
+      }
+      if (body.contains("reason") && !body["reason"].is_null()) {
+        if (!body["reason"].is_string()) return InvalidArgument("heartbeat.reason: must be a string");
+        in.reason = body["reason"].get<std::string>();
+      }
+      if (body.contains("metrics")) {
+        const Json& mt = body["metrics"];
+        if (!mt.is_object()) return InvalidArgument("heartbeat.metrics: must be an object");
+        for (const auto& [k, v] : mt.items()) {
+          if (!v.is_number()) {
+            return InvalidArgument(absl::StrCat("heartbeat.metrics.", k, ": must be a number"));
+          }
+        }
+        in.metrics = mt;
+      }
+      if (body.contains("cost_usd")) {
+        if (!body["cost_usd"].is_number() || body["cost_usd"].get<double>() < 0) {
+          return InvalidArgument("heartbeat.cost_usd: must be a number >= 0");
+        }
+        in.cost_usd = body["cost_usd"].get<double>();
+      }
+      PALM_ASSIGN_OR_RETURN(controller::HeartbeatOut out,
+                            sup_.Heartbeat(p.tenant, p.instance_id, in));
+      return JsonResponse(200, {{"drain", out.drain},
+                                {"killed", out.killed},
+                                {"policy_version", out.policy_version}});
+    }
+    return MethodNotAllowed(req);
+  }
+
+  boost::asio::io_context& io_;
+  controller::Supervisor& sup_;
+  ApiOptions options_;
+};
+
+Api::Api(boost::asio::io_context& io, controller::Supervisor& supervisor, ApiOptions options)
+    : impl_(std::make_unique<Impl>(io, supervisor, std::move(options))) {}
+Api::~Api() = default;
+
+void Api::Handle(http::Request req, std::shared_ptr<http::Exchange> ex) {
+  impl_->Handle(std::move(req), std::move(ex));
+}
+
+}  // namespace palm::api

@@ -1,0 +1,137 @@
+#include "palm/api/logs.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "boost/asio/steady_timer.hpp"
+#include "palm/base/error.h"
+
+namespace palm::api {
+namespace {
+
+constexpr off_t kMaxTailBytes = 4 << 20;
+constexpr size_t kMaxTailLines = 100000;
+
+// Reads [from, to) of fd into out.
+bool ReadRange(int fd, off_t from, off_t to, std::string* out) {
+  out->resize(static_cast<size_t>(to - from));
+  size_t done = 0;
+  while (done < out->size()) {
+    ssize_t n = ::pread(fd, out->data() + done, out->size() - done, from + done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    done += static_cast<size_t>(n);
+  }
+  out->resize(done);
+  return true;
+}
+
+// Streams appended bytes of a file to an exchange until the peer leaves.
+class Follower : public std::enable_shared_from_this<Follower> {
+ public:
+  Follower(boost::asio::io_context& io, std::string path, off_t offset,
+           std::shared_ptr<http::Exchange> ex)
+      : timer_(io), path_(std::move(path)), offset_(offset), ex_(std::move(ex)) {}
+
+  void Start() { Schedule(); }
+
+ private:
+  void Schedule() {
+    timer_.expires_after(std::chrono::milliseconds(200));
+    timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+      if (ec) return;
+      self->Poll();
+    });
+  }
+
+  void Poll() {
+    if (ex_->Closed()) return;
+    int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+      struct stat st {};
+      if (::fstat(fd, &st) == 0) {
+        if (st.st_size < offset_) offset_ = 0;  // rotated (copy-truncate)
+        if (st.st_size > offset_) {
+          off_t to = std::min<off_t>(st.st_size, offset_ + kMaxTailBytes);
+          std::string chunk;
+          ReadRange(fd, offset_, to, &chunk);
+          offset_ += static_cast<off_t>(chunk.size());
+          if (!chunk.empty()) ex_->Write(std::move(chunk));
+        }
+      }
+      ::close(fd);
+    }
+    Schedule();
+  }
+
+  boost::asio::steady_timer timer_;
+  std::string path_;
+  off_t offset_;
+  std::shared_ptr<http::Exchange> ex_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::string> TailLines(const std::string& path, size_t n) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return std::string();
+    return Error(absl::StatusCode::kUnavailable, "LOG_UNREADABLE",
+                 absl::StrCat("cannot read ", path, ": ", std::strerror(errno)));
+  }
+  struct stat st {};
+  ::fstat(fd, &st);
+  off_t from = st.st_size > kMaxTailBytes ? st.st_size - kMaxTailBytes : 0;
+  std::string data;
+  ReadRange(fd, from, st.st_size, &data);
+  ::close(fd);
+  // Walk back over n line ends (a final newline does not start a new line).
+  size_t end = data.size();
+  if (end > 0 && data[end - 1] == '\n') --end;
+  size_t pos = end, lines = 0;
+  while (pos > 0) {
+    if (data[pos - 1] == '\n' && ++lines == n) break;
+    --pos;
+  }
+  return data.substr(pos);
+}
+
+absl::StatusOr<http::Response> ServeLogs(boost::asio::io_context& io, const std::string& path,
+                                         const http::Request& req,
+                                         const std::shared_ptr<http::Exchange>& ex) {
+  size_t n = 100;
+  if (auto t = req.Query("tail"); t && !t->empty()) {
+    auto [p, ec] = std::from_chars(t->data(), t->data() + t->size(), n);
+    if (ec != std::errc() || p != t->data() + t->size() || n > kMaxTailLines) {
+      return InvalidArgument(absl::StrCat("tail: must be a number of lines from 0 to ",
+                                          kMaxTailLines, ", got \"", *t, "\""));
+    }
+  }
+  std::string text;
+  if (n > 0) {
+    PALM_ASSIGN_OR_RETURN(text, TailLines(path, n));
+  }
+  std::string follow = req.Query("follow").value_or("");
+  if (follow.empty() || follow == "0" || follow == "false") {
+    http::Response r;
+    r.content_type = "text/plain; charset=utf-8";
+    r.body = std::move(text);
+    return r;
+  }
+  struct stat st {};
+  off_t offset = ::stat(path.c_str(), &st) == 0 ? st.st_size : 0;
+  ex->BeginStream(200, "text/plain; charset=utf-8");
+  if (!text.empty()) ex->Write(std::move(text));
+  std::make_shared<Follower>(io, path, offset, ex)->Start();
+  http::Response handled;
+  handled.status = 0;
+  return handled;
+}
+
+}  // namespace palm::api

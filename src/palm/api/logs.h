@@ -1,0 +1,25 @@
+// Serving instance logs over HTTP: the last N lines, and `follow` streaming of what the
+// agent appends (surviving copy-truncate rotation). Event-loop thread only.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "boost/asio/io_context.hpp"
+#include "palm/http/server.h"
+
+namespace palm::api {
+
+// The last `n` lines of the file at `path` (reads at most the last 4 MiB). A missing file
+// is an empty log.
+absl::StatusOr<std::string> TailLines(const std::string& path, size_t n);
+
+// GET .../logs?tail=N[&follow=1]. Without follow: a text/plain response. With follow: the
+// tail is streamed, then new bytes as they are appended (checked every 200 ms), until the
+// client goes away; the returned response then has status 0 (already answered).
+absl::StatusOr<http::Response> ServeLogs(boost::asio::io_context& io, const std::string& path,
+                                         const http::Request& req,
+                                         const std::shared_ptr<http::Exchange>& ex);
+
+}  // namespace palm::api

@@ -1,0 +1,315 @@
+// palm deploy SPEC ... and palm deployment list | get | apply | scale | delete.
+#include <iostream>
+
+#include "CLI/CLI.hpp"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "palm/base/error.h"
+#include "palm/cli/commands.h"
+#include "palm/cli/input.h"
+#include "palm/cli/output.h"
+
+namespace palm::cli {
+namespace {
+
+constexpr absl::Duration kDefaultWait = absl::Minutes(5);
+
+std::string DeploymentPath(const std::string& name) {
+  return absl::StrCat("/v1/deployments/", UrlEncode(name));
+}
+
+int64_t Num(const Doc& v, int64_t fallback = 0) {
+  return v.is_number() ? v.get<int64_t>() : fallback;
+}
+
+// Waits when --wait was given, then prints the final document for -o json/yaml.
+absl::Status MaybeWait(Context& ctx, const std::string& name, const ApiResult& answer,
+                       const std::string& done_message) {
+  if (!ctx.options().wait) {
+    if (!PrintMachine(ctx.format(), answer)) std::cout << done_message << "\n";
+    return absl::OkStatus();
+  }
+  if (ctx.format() == OutputFormat::kTable) std::cout << done_message << "\n";
+  auto timeout = ctx.Timeout(kDefaultWait);
+  if (!timeout.ok()) return timeout.status();
+  ApiResult last;
+  PALM_RETURN_IF_ERROR(WaitForDeployment(ctx, name, *timeout, &last));
+  PrintMachine(ctx.format(), last);
+  return absl::OkStatus();
+}
+
+struct DeployOptions {
+  std::string spec;
+  std::string name;
+  int64_t replicas = -1;
+  std::string config;
+  std::vector<std::string> env;
+  std::string strategy;
+};
+
+absl::Status Deploy(Context& ctx, const DeployOptions& o) {
+  std::string spec_name, spec_version;
+  PALM_RETURN_IF_ERROR(SplitSpecRef(o.spec, false, &spec_name, &spec_version));
+  Doc body = Doc::object();
+  body["name"] = o.name.empty() ? spec_name : o.name;
+  body["spec"] = o.spec;
+  if (o.replicas >= 0) body["replicas"] = o.replicas;
+  if (!o.config.empty()) {
+    Doc config = Doc::parse(o.config, nullptr, false);
+    if (config.is_discarded() || !config.is_object()) {
+      return UsageError(absl::StrCat("--config must be a JSON object, got: ", o.config),
+                        "write it like --config '{\"greeting\": \"hi\", \"rate\": 5}'");
+    }
+    body["config"] = std::move(config);
+  }
+  if (!o.env.empty()) {
+    Doc env = Doc::object();
+    for (const auto& kv : o.env) {
+      auto eq = kv.find('=');
+      if (eq == std::string::npos || eq == 0) {
+        return UsageError(absl::StrCat("--env must be KEY=VALUE, got: ", kv));
+      }
+      env[kv.substr(0, eq)] = kv.substr(eq + 1);
+    }
+    body["env"] = std::move(env);
+  }
+  if (!o.strategy.empty()) body["strategy"] = Doc{{"type", o.strategy}};
+  const std::string name = body["name"].get<std::string>();
+  auto r = ctx.Call("POST", ctx.WithTenant("/v1/deployments"), body.dump());
+  if (!r.ok()) return r.status();
+  const int64_t replicas = Num(At(r->doc, {"replicas"}), o.replicas < 0 ? 1 : o.replicas);
+  return MaybeWait(ctx, name, *r,
+                   absl::StrCat("deployment ", name, " created (spec ", o.spec, ", ", replicas,
+                                replicas == 1 ? " replica)" : " replicas)"));
+}
+
+absl::Status List(Context& ctx) {
+  auto r = ctx.Get(ctx.WithTenant("/v1/deployments"));
+  if (!r.ok()) return r.status();
+  if (PrintMachine(ctx.format(), *r)) return absl::OkStatus();
+  Table t({"name", "spec", "replicas", "ready", "phase", "revision", "age"});
+  const absl::Time now = absl::Now();
+  if (const Doc& items = At(r->doc, {"items"}); items.is_array()) {
+    for (const Doc& d : items) {
+      const Doc& rev = At(d, {"status", "current_revision"});
+      t.AddRow({Cell(At(d, {"name"})), Cell(At(d, {"spec"})), Cell(At(d, {"replicas"})),
+                absl::StrCat(Cell(At(d, {"status", "replicas", "ready"})), "/",
+                             Cell(At(d, {"replicas"}))),
+                Cell(At(d, {"status", "phase"})), Cell(rev.is_null() ? At(d, {"revision"}) : rev),
+                Age(At(d, {"created_at"}), now)});
+    }
+  }
+  if (t.rows() == 0) {
+    std::cerr << "No deployments. Create one with `palm deploy NAME@VERSION --replicas N`.\n";
+    return absl::OkStatus();
+  }
+  std::cout << t.Render();
+  return absl::OkStatus();
+}
+
+absl::Status Describe(Context& ctx, const std::string& name) {
+  auto r = ctx.Get(ctx.WithTenant(DeploymentPath(name)));
+  if (!r.ok()) return r.status();
+  if (PrintMachine(ctx.format(), *r)) return absl::OkStatus();
+  const Doc& d = r->doc;
+  const Doc& st = At(d, {"status"});
+  const Doc& rep = At(st, {"replicas"});
+  std::vector<std::string> states;
+  if (const Doc& by = At(st, {"instances_by_state"}); by.is_object()) {
+    for (auto it = by.begin(); it != by.end(); ++it) {
+      states.push_back(absl::StrCat(it.key(), " ", Cell(it.value())));
+    }
+  }
+  Table t({"field", "value"});
+  t.AddRow({"Name:", Cell(At(d, {"name"}))});
+  t.AddRow({"Spec:", Cell(At(d, {"spec"}))});
+  t.AddRow({"Phase:", Cell(At(st, {"phase"}))});
+  t.AddRow({"Revision:", absl::StrCat(Cell(At(st, {"current_revision"})), " (stable ",
+                                      Cell(At(st, {"stable_revision"})), ")")});
+  t.AddRow({"Replicas:",
+            absl::StrCat(Cell(At(rep, {"desired"})), " desired | ", Cell(At(rep, {"current"})),
+                         " current | ", Cell(At(rep, {"updated"})), " updated | ",
+                         Cell(At(rep, {"ready"})), " ready | ", Cell(At(rep, {"available"})),
+                         " available | ", Cell(At(rep, {"unavailable"})), " unavailable")});
+  t.AddRow({"Instances:", states.empty() ? "-" : absl::StrJoin(states, ", ")});
+  t.AddRow({"Restarts:", Cell(At(st, {"restarts"}))});
+  t.AddRow({"Strategy:", Cell(At(d, {"strategy", "type"}))});
+  t.AddRow({"Config:", Cell(At(d, {"config"}))});
+  t.AddRow({"Created:", Cell(At(d, {"created_at"}))});
+  // The two-column layout without its header line.
+  std::string body = t.Render();
+  std::cout << body.substr(body.find('\n') + 1);
+  if (const Doc& conds = At(st, {"conditions"}); conds.is_array() && !conds.empty()) {
+    Table c({"type", "status", "reason", "message"});
+    for (const Doc& x : conds) {
+      c.AddRow({Cell(At(x, {"type"})), Cell(At(x, {"status"})), Cell(At(x, {"reason"})),
+                Cell(At(x, {"message"}))});
+    }
+    std::cout << "Conditions:\n" << c.Render();
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Apply(Context& ctx, const std::string& file) {
+  auto fd = ReadDocumentFile(file);
+  if (!fd.ok()) return fd.status();
+  const Doc& doc = fd->doc;
+  if (auto kind = doc.find("kind"); kind != doc.end() && *kind != "Deployment") {
+    return InvalidArgument(
+        absl::StrCat(file, ": kind is ", kind->dump(), ", expected Deployment"),
+        *kind == "AgentSpec" ? "register specs with `palm spec register -f FILE`" : "");
+  }
+  const Doc& name = At(doc, {"name"});
+  if (!name.is_string() || name.get<std::string>().empty()) {
+    return InvalidArgument(absl::StrCat(file, ": name: required (the deployment's name)"));
+  }
+  const std::string n = name.get<std::string>();
+  auto r = ctx.Call("PUT", ctx.WithTenant(DeploymentPath(n)), doc.dump());
+  if (!r.ok()) return Annotate(r.status(), file);
+  std::string msg = absl::StrCat("deployment ", n, r->status == 201 ? " created" : " configured");
+  if (const Doc& rev = At(r->doc, {"revision"}); rev.is_number()) {
+    absl::StrAppend(&msg, " (revision ", rev.dump(), ")");
+  }
+  return MaybeWait(ctx, n, *r, msg);
+}
+
+absl::Status Scale(Context& ctx, const std::string& name, int64_t replicas) {
+  if (replicas < 0) return UsageError("replicas must be 0 or more");
+  auto r = ctx.Call("POST", ctx.WithTenant(DeploymentPath(name) + "/scale"),
+                    Doc{{"replicas", replicas}}.dump());
+  if (!r.ok()) return r.status();
+  return MaybeWait(ctx, name, *r,
+                   absl::StrCat("deployment ", name, " scaled to ", replicas,
+                                replicas == 1 ? " replica" : " replicas"));
+}
+
+absl::Status Delete(Context& ctx, const std::string& name) {
+  auto cur = ctx.Get(ctx.WithTenant(DeploymentPath(name)));
+  if (!cur.ok()) return cur.status();
+  int64_t instances = Num(At(cur->doc, {"status", "replicas", "current"}), -1);
+  if (instances < 0) instances = Num(At(cur->doc, {"replicas"}));
+  auto yes = ctx.Confirm(absl::StrCat("delete deployment ", name, " and stop its ", instances,
+                                      instances == 1 ? " instance" : " instances"));
+  if (!yes.ok()) return yes.status();
+  if (!*yes) {
+    std::cerr << "not deleted\n";
+    ctx.set_exit_code(kExitFailure);
+    return absl::OkStatus();
+  }
+  auto r = ctx.Call("DELETE", ctx.WithTenant(DeploymentPath(name)));
+  if (!r.ok()) return r.status();
+  if (PrintMachine(ctx.format(), *r)) return absl::OkStatus();
+  std::cout << "deployment " << name << " deleted (" << instances
+            << (instances == 1 ? " instance" : " instances") << " stopped)\n";
+  return absl::OkStatus();
+}
+
+// A one-line bar for the terminal: "[#######.......] ready 3/5".
+std::string Bar(int64_t ready, int64_t desired) {
+  constexpr int kWidth = 20;
+  const int filled =
+      desired <= 0 ? kWidth : static_cast<int>(std::min<int64_t>(ready, desired) * kWidth / desired);
+  return absl::StrCat("[", std::string(filled, '#'), std::string(kWidth - filled, '.'), "]");
+}
+
+}  // namespace
+
+absl::Status WaitForDeployment(Context& ctx, const std::string& name, absl::Duration timeout,
+                               ApiResult* last) {
+  const absl::Time deadline = absl::Now() + timeout;
+  const bool tty = StderrIsTty();
+  int64_t ready = 0, desired = 0;
+  std::string phase = "-";
+  while (true) {
+    auto r = ctx.Get(ctx.WithTenant(DeploymentPath(name)));
+    if (!r.ok()) {
+      if (tty) std::cerr << "\n";
+      return r.status();
+    }
+    const Doc& rep = At(r->doc, {"status", "replicas"});
+    desired = Num(At(rep, {"desired"}), Num(At(r->doc, {"replicas"})));
+    ready = Num(At(rep, {"ready"}));
+    const int64_t current = Num(At(rep, {"current"}), desired);
+    const int64_t updated = Num(At(rep, {"updated"}), desired);
+    phase = Cell(At(r->doc, {"status", "phase"}));
+    if (tty) {
+      std::cerr << "\r\033[K" << "deployment " << name << " " << Bar(ready, desired) << " ready "
+                << ready << "/" << desired << "  " << phase << std::flush;
+    }
+    if (ready >= desired && current == desired && updated >= desired) {
+      if (tty) std::cerr << "\n";
+      if (ctx.format() == OutputFormat::kTable) {
+        std::cout << "deployment " << name << " ready " << ready << "/" << desired << "\n";
+      }
+      *last = std::move(*r);
+      return absl::OkStatus();
+    }
+    if (absl::Now() >= deadline) break;
+    absl::SleepFor(std::min(absl::Milliseconds(500), deadline - absl::Now()));
+  }
+  if (tty) std::cerr << "\n";
+  return Error(absl::StatusCode::kDeadlineExceeded, "TIMEOUT",
+               absl::StrCat("timed out after ", absl::FormatDuration(timeout),
+                            " waiting for deployment ", name, ": ready ", ready, "/", desired,
+                            " (phase ", phase, ")"),
+               absl::StrCat("see `palm instance list -d ", name,
+                            "` and `palm instance logs ID`; raise --timeout to wait longer"));
+}
+
+void AddDeploymentCommands(CLI::App& app, Action* action) {
+  auto o = std::make_shared<DeployOptions>();
+  auto* deploy = app.add_subcommand("deploy", "Deploy a spec as N supervised replicas");
+  deploy->add_option("spec", o->spec, "Spec to run: NAME@VERSION")->required();
+  deploy->add_option("--name", o->name, "Deployment name (default: the spec's name)");
+  deploy->add_option("--replicas", o->replicas, "Number of replicas (default 1)")
+      ->check(CLI::Range(int64_t{0}, int64_t{10000}));
+  deploy->add_option("--config", o->config, "JSON object merged over the spec's config");
+  deploy->add_option("--env", o->env, "KEY=VALUE merged over the spec's env (repeatable)");
+  deploy->add_option("--strategy", o->strategy, "Rollout strategy")
+      ->check(CLI::IsMember({"rolling", "recreate", "blue_green", "canary"}));
+  deploy->callback([action, o] {
+    *action = [o](Context& ctx) { return Deploy(ctx, *o); };
+  });
+
+  auto* dep = app.add_subcommand("deployment", "Inspect and change deployments");
+  dep->alias("deployments");
+  dep->require_subcommand(1);
+
+  dep->add_subcommand("list", "List deployments")->callback([action] { *action = List; });
+
+  auto get_name = std::make_shared<std::string>();
+  auto* get = dep->add_subcommand("get", "Show a deployment and its status");
+  get->add_option("name", *get_name, "Deployment name")->required();
+  get->callback([action, get_name] {
+    *action = [get_name](Context& ctx) { return Describe(ctx, *get_name); };
+  });
+
+  auto file = std::make_shared<std::string>();
+  auto* apply = dep->add_subcommand("apply", "Create or update a deployment from a file");
+  apply->add_option("-f,--file", *file, "Deployment file (YAML or JSON; - reads stdin)")
+      ->required();
+  apply->callback([action, file] {
+    *action = [file](Context& ctx) { return Apply(ctx, *file); };
+  });
+
+  auto scale_name = std::make_shared<std::string>();
+  auto scale_n = std::make_shared<int64_t>(0);
+  auto* scale = dep->add_subcommand("scale", "Change the number of replicas");
+  scale->add_option("name", *scale_name, "Deployment name")->required();
+  scale->add_option("replicas", *scale_n, "Replicas (0..10000)")
+      ->required()
+      ->check(CLI::Range(int64_t{0}, int64_t{10000}));
+  scale->callback([action, scale_name, scale_n] {
+    *action = [scale_name, scale_n](Context& ctx) { return Scale(ctx, *scale_name, *scale_n); };
+  });
+
+  auto del_name = std::make_shared<std::string>();
+  auto* del = dep->add_subcommand("delete", "Stop every instance and remove the deployment");
+  del->add_option("name", *del_name, "Deployment name")->required();
+  del->callback([action, del_name] {
+    *action = [del_name](Context& ctx) { return Delete(ctx, *del_name); };
+  });
+}
+
+}  // namespace palm::cli

@@ -1,0 +1,849 @@
+#include "palm/controller/supervisor.h"
+
+#include <signal.h>
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "palm/base/crypto.h"
+#include "palm/base/error.h"
+#include "palm/base/log.h"
+#include "palm/base/semver.h"
+#include "palm/controller/policy.h"
+#include "palm/controller/template.h"
+#include "palm/model/codec.h"
+
+namespace palm::controller {
+
+using model::Deployment;
+using model::ExitInfo;
+using model::Instance;
+using model::InstanceState;
+using model::Json;
+
+// An instance plus what only the supervisor needs to know about it.
+struct Supervisor::Live {
+  Instance inst;
+  bool removing = false;        // remove the slot once the process is gone
+  bool restart_after = false;   // start again once the process is gone (instance restart)
+  bool kill_sent = false;       // SIGKILL already sent for the current stop
+  std::string pending_token;    // PALM_TOKEN of the start under way (between the two phases)
+  absl::Time stop_deadline = absl::InfiniteFuture();
+  DeploymentKey key() const { return {inst.tenant, inst.deployment}; }
+};
+
+namespace {
+
+bool HasProcess(const Instance& in) {
+  return in.pid > 0 && (in.state == InstanceState::kStarting ||
+                        in.state == InstanceState::kRunning ||
+                        in.state == InstanceState::kDraining ||
+                        in.state == InstanceState::kStopping);
+}
+
+std::string DescribeExit(const ExitInfo& e) {
+  if (e.code) return absl::StrCat("exited with code ", *e.code);
+  if (e.signal) return absl::StrCat("killed by signal ", *e.signal);
+  return "vanished while the daemon was down";
+}
+
+ExitInfo ToExitInfo(const runtime::ExitStatus& s, absl::Time at) {
+  ExitInfo e;
+  e.code = s.code;
+  e.signal = s.signal;
+  e.at = at;
+  return e;
+}
+
+}  // namespace
+
+Supervisor::Supervisor(store::Store& store, runtime::Runtime& runtime, const Clock& clock,
+                       PortAllocator& ports, SupervisorOptions options)
+    : store_(store), runtime_(runtime), clock_(clock), ports_(ports),
+      options_(std::move(options)) {}
+
+Supervisor::~Supervisor() = default;
+
+std::string Supervisor::RuntimeKey(const std::string& tenant, const std::string& id) {
+  return absl::StrCat(tenant, "/", id);
+}
+
+void Supervisor::SetDirtyCallback(std::function<void(const DeploymentKey&)> cb) {
+  on_dirty_ = std::move(cb);
+}
+
+void Supervisor::MarkDirty(const DeploymentKey& key) {
+  if (on_dirty_) on_dirty_(key);
+}
+
+// ---- Loading --------------------------------------------------------------------------
+
+absl::Status Supervisor::Load() {
+  PALM_ASSIGN_OR_RETURN(auto spec_rows, store_.ListSpecs());
+  for (auto& row : spec_rows) {
+    auto spec = model::SpecFromStored(row.doc);
+    if (!spec.ok()) return Annotate(spec.status(), absl::StrCat("stored spec ", row.name));
+    spec->deprecated = row.deprecated;
+    specs_[spec->tenant][spec->name][spec->version] = std::move(*spec);
+  }
+  PALM_ASSIGN_OR_RETURN(auto dep_rows, store_.ListDeployments());
+  for (auto& row : dep_rows) {
+    auto d = model::DeploymentFromStored(row.doc);
+    if (!d.ok()) return Annotate(d.status(), absl::StrCat("stored deployment ", row.name));
+    deployments_[{d->tenant, d->name}] = std::move(*d);
+  }
+  PALM_ASSIGN_OR_RETURN(auto inst_rows, store_.ListInstances());
+  absl::Time now = clock_.Now();
+  size_t adopted = 0, lost = 0;
+  for (auto& row : inst_rows) {
+    auto in = model::InstanceFromStored(row.doc);
+    if (!in.ok()) return Annotate(in.status(), absl::StrCat("stored instance ", row.id));
+    auto live = std::make_unique<Live>();
+    live->inst = std::move(*in);
+    std::string key = RuntimeKey(live->inst.tenant, live->inst.id);
+    Live& l = *live;
+    instances_[key] = std::move(live);
+    for (auto& [name, port] : l.inst.ports) ports_.Reserve(port);
+    if (!l.inst.token_hash.empty()) token_to_instance_[l.inst.token_hash] = key;
+    if (!deployments_.count(l.key())) l.removing = true;
+    if (!HasProcess(l.inst)) {
+      if (l.inst.state == InstanceState::kStarting) {
+        // The daemon died between recording the start and recording the pid.
+        l.inst.state = InstanceState::kPending;
+        Persist(l);
+      }
+      continue;
+    }
+    absl::Status st = runtime_.Adopt(
+        key, {l.inst.pid, l.inst.proc_start_time}, l.inst.log_path);
+    if (st.ok()) {
+      ++adopted;
+      if (l.inst.state == InstanceState::kStopping) {
+        // A stop was under way when the daemon died: finish it with a fresh grace period.
+        l.inst.state = InstanceState::kRunning;
+        BeginStop(l, /*remove=*/true, /*restart_after=*/false);
+      }
+      continue;
+    }
+    ++lost;
+    PALM_LOG(kWarning, "instance ", l.inst.id, " (pid ", l.inst.pid,
+             ") is gone since the daemon last ran: ", st.message());
+    HandleExit(l, ExitInfo{std::nullopt, std::nullopt, now});
+  }
+  PALM_RETURN_IF_ERROR(Commit());
+  PALM_LOG(kInfo, "loaded ", deployments_.size(), " deployments, ", instances_.size(),
+           " instances (", adopted, " adopted, ", lost, " gone)");
+  for (const auto& key : AllKeys()) MarkDirty(key);
+  return absl::OkStatus();
+}
+
+// ---- Persistence ----------------------------------------------------------------------
+
+void Supervisor::Persist(const Live& live) {
+  pending_.put_instances.push_back(
+      {live.inst.tenant, live.inst.id, live.inst.deployment, model::ToJson(live.inst, true)});
+}
+
+void Supervisor::Erase(const std::string& runtime_key) {
+  auto it = instances_.find(runtime_key);
+  if (it == instances_.end()) return;
+  const Instance& in = it->second->inst;
+  for (auto& [name, port] : in.ports) ports_.Release(port);
+  if (!in.token_hash.empty()) token_to_instance_.erase(in.token_hash);
+  heartbeat_dirty_.erase(runtime_key);
+  pending_.delete_instances.emplace_back(in.tenant, in.id);
+  instances_.erase(it);
+}
+
+absl::Status Supervisor::Commit() {
+  if (pending_.empty()) return absl::OkStatus();
+  store::WriteBatch batch = std::move(pending_);
+  pending_ = {};
+  // A later put of the same row supersedes an earlier one; the store applies in order.
+  absl::Status st = store_.Apply(batch);
+  if (!st.ok()) PALM_LOG(kError, "store write failed: ", st.ToString());
+  return st;
+}
+
+// ---- Specs ------------------------------------------------------------------------------
+
+absl::StatusOr<model::AgentSpec> Supervisor::RegisterSpec(model::AgentSpec spec,
+                                                          bool* created) {
+  auto& versions = specs_[spec.tenant][spec.name];
+  if (auto it = versions.find(spec.version); it != versions.end()) {
+    if (model::SpecBody(it->second) == model::SpecBody(spec)) {
+      *created = false;
+      return it->second;
+    }
+    return Conflict("SPEC_VERSION_EXISTS",
+                    absl::StrCat("spec ", spec.name, "@", spec.version,
+                                 " is already registered with a different body; "
+                                 "a registered version is immutable"),
+                    "bump `version` (e.g. a new patch version) and register again");
+  }
+  absl::Time now = clock_.Now();
+  spec.created_at = spec.updated_at = now;
+  spec.deprecated = false;
+  store::WriteBatch batch;
+  batch.put_specs.push_back(
+      {spec.tenant, spec.name, spec.version, model::ToJson(spec), false});
+  PALM_RETURN_IF_ERROR(store_.Apply(batch));
+  *created = true;
+  PALM_LOG(kInfo, "spec ", spec.name, "@", spec.version, " registered");
+  return versions[spec.version] = std::move(spec);
+}
+
+std::vector<const model::AgentSpec*> Supervisor::ListSpecs(const std::string& tenant) const {
+  std::vector<const model::AgentSpec*> out;
+  auto t = specs_.find(tenant);
+  if (t == specs_.end()) return out;
+  for (const auto& [name, versions] : t->second) {
+    for (const auto& [v, spec] : versions) out.push_back(&spec);
+  }
+  std::stable_sort(out.begin(), out.end(), [](const auto* a, const auto* b) {
+    return a->created_at < b->created_at;
+  });
+  return out;
+}
+
+absl::StatusOr<const model::AgentSpec*> Supervisor::GetSpec(const std::string& tenant,
+                                                           const std::string& name,
+                                                           const std::string& version) const {
+  auto not_found = [&] {
+    return NotFound("SPEC_NOT_FOUND",
+                    absl::StrCat("spec ", name, version.empty() ? "" : "@", version,
+                                 " is not registered"),
+                    "register it with `palm spec register -f FILE`; `palm spec list` shows "
+                    "what is registered");
+  };
+  auto t = specs_.find(tenant);
+  if (t == specs_.end()) return not_found();
+  auto n = t->second.find(name);
+  if (n == t->second.end() || n->second.empty()) return not_found();
+  if (version.empty()) {
+    const model::AgentSpec* best = nullptr;
+    for (const auto& [v, spec] : n->second) {
+      if (!best || CompareSemver(spec.version, best->version) > 0) best = &spec;
+    }
+    return best;
+  }
+  auto v = n->second.find(version);
+  if (v == n->second.end()) return not_found();
+  return &v->second;
+}
+
+absl::StatusOr<model::AgentSpec> Supervisor::DeprecateSpec(const std::string& tenant,
+                                                          const std::string& name,
+                                                          const std::string& version) {
+  PALM_ASSIGN_OR_RETURN(const model::AgentSpec* found, GetSpec(tenant, name, version));
+  model::AgentSpec spec = *found;
+  if (spec.deprecated) return spec;
+  spec.deprecated = true;
+  spec.updated_at = clock_.Now();
+  store::WriteBatch batch;
+  batch.put_specs.push_back({spec.tenant, spec.name, spec.version, model::ToJson(spec), true});
+  PALM_RETURN_IF_ERROR(store_.Apply(batch));
+  specs_[tenant][name][spec.version] = spec;
+  return spec;
+}
+
+const model::AgentSpec* Supervisor::FindSpec(const std::string& tenant,
+                                             const std::string& ref) const {
+  std::string name, version;
+  if (!model::ParseSpecRef(ref, /*allow_bare=*/false, &name, &version).ok()) return nullptr;
+  auto spec = GetSpec(tenant, name, version);
+  return spec.ok() ? *spec : nullptr;
+}
+
+// ---- Deployments ----------------------------------------------------------------------
+
+absl::Status Supervisor::CheckSpecUsable(const Deployment& d) const {
+  std::string name, version;
+  PALM_RETURN_IF_ERROR(model::ParseSpecRef(d.spec, false, &name, &version));
+  PALM_ASSIGN_OR_RETURN(const model::AgentSpec* spec, GetSpec(d.tenant, name, version));
+  if (spec->deprecated) {
+    return Error(absl::StatusCode::kFailedPrecondition, "SPEC_DEPRECATED",
+                 absl::StrCat("spec ", d.spec, " is deprecated; new deployments cannot use it"),
+                 absl::StrCat("deploy a newer version (`palm spec list` shows them)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Deployment> Supervisor::CreateDeployment(Deployment d) {
+  DeploymentKey key{d.tenant, d.name};
+  if (deployments_.count(key)) {
+    return Conflict("DEPLOYMENT_EXISTS", absl::StrCat("deployment ", d.name, " already exists"),
+                    "change it with `palm deployment apply -f FILE` or `palm deployment scale`, "
+                    "or pick another --name");
+  }
+  bool created = false;
+  return ApplyDeployment(std::move(d), &created);
+}
+
+absl::StatusOr<Deployment> Supervisor::ApplyDeployment(Deployment d, bool* created) {
+  DeploymentKey key{d.tenant, d.name};
+  absl::Time now = clock_.Now();
+  auto it = deployments_.find(key);
+  *created = it == deployments_.end();
+  if (*created) {
+    PALM_RETURN_IF_ERROR(CheckSpecUsable(d));
+    d.created_at = d.updated_at = now;
+    d.revision = 1;
+    d.next_instance_seq = 1;
+  } else {
+    const Deployment& old = it->second;
+    bool template_changed = old.spec != d.spec || old.config != d.config || old.env != d.env;
+    if (old.spec != d.spec) PALM_RETURN_IF_ERROR(CheckSpecUsable(d));
+    d.created_at = old.created_at;
+    d.updated_at = now;
+    d.revision = old.revision + (template_changed ? 1 : 0);
+    d.next_instance_seq = old.next_instance_seq;
+  }
+  store::WriteBatch batch;
+  batch.put_deployments.push_back({d.tenant, d.name, model::ToJson(d)});
+  PALM_RETURN_IF_ERROR(store_.Apply(batch));
+  PALM_LOG(kInfo, "deployment ", d.name, *created ? " created" : " updated", " (spec ", d.spec,
+           ", revision ", d.revision, ", replicas ", d.replicas, ")");
+  deployments_[key] = d;
+  MarkDirty(key);
+  return d;
+}
+
+absl::StatusOr<Deployment> Supervisor::ScaleDeployment(const DeploymentKey& key,
+                                                      int64_t replicas) {
+  PALM_ASSIGN_OR_RETURN(const Deployment* found, GetDeployment(key));
+  Deployment d = *found;
+  d.replicas = replicas;
+  d.updated_at = clock_.Now();
+  store::WriteBatch batch;
+  batch.put_deployments.push_back({d.tenant, d.name, model::ToJson(d)});
+  PALM_RETURN_IF_ERROR(store_.Apply(batch));
+  PALM_LOG(kInfo, "deployment ", d.name, " scaled from ", found->replicas, " to ", replicas);
+  deployments_[key] = d;
+  MarkDirty(key);
+  return d;
+}
+
+absl::StatusOr<Deployment> Supervisor::DeleteDeployment(const DeploymentKey& key) {
+  PALM_ASSIGN_OR_RETURN(const Deployment* found, GetDeployment(key));
+  Deployment d = *found;
+  store::WriteBatch batch;
+  batch.delete_deployments.emplace_back(key.tenant, key.name);
+  PALM_RETURN_IF_ERROR(store_.Apply(batch));
+  deployments_.erase(key);
+  for (Live* live : InstancesOf(key)) live->removing = true;
+  PALM_LOG(kInfo, "deployment ", key.name, " deleted; stopping its instances");
+  MarkDirty(key);
+  return d;
+}
+
+std::vector<const Deployment*> Supervisor::ListDeployments(const std::string& tenant) const {
+  std::vector<const Deployment*> out;
+  for (const auto& [key, d] : deployments_) {
+    if (key.tenant == tenant) out.push_back(&d);
+  }
+  std::stable_sort(out.begin(), out.end(),
+                   [](const auto* a, const auto* b) { return a->created_at < b->created_at; });
+  return out;
+}
+
+absl::StatusOr<const Deployment*> Supervisor::GetDeployment(const DeploymentKey& key) const {
+  auto it = deployments_.find(key);
+  if (it == deployments_.end()) {
+    return NotFound("DEPLOYMENT_NOT_FOUND",
+                    absl::StrCat("deployment ", key.name, " not found"),
+                    "`palm deployment list` shows the deployments");
+  }
+  return &it->second;
+}
+
+model::Deployment* Supervisor::FindDeployment(const DeploymentKey& key) {
+  auto it = deployments_.find(key);
+  return it == deployments_.end() ? nullptr : &it->second;
+}
+
+Json Supervisor::DeploymentStatus(const Deployment& d) const {
+  int64_t current = 0, updated = 0, ready = 0, running = 0, restarts = 0, failing = 0;
+  std::map<std::string, int64_t> by_state;
+  for (const Live* live : InstancesOf({d.tenant, d.name})) {
+    const Instance& in = live->inst;
+    ++by_state[std::string(model::ToString(in.state))];
+    restarts += in.restarts;
+    if (live->removing) continue;
+    ++current;
+    if (in.revision == d.revision) ++updated;
+    if (in.state == InstanceState::kRunning) ++running;
+    if (in.state == InstanceState::kRunning && in.ready) ++ready;
+    if (in.state == InstanceState::kBackOff || in.state == InstanceState::kFailed) ++failing;
+  }
+  int64_t available = std::min(ready, d.replicas);
+  std::string phase;
+  if (failing > 0) {
+    phase = "Degraded";
+  } else if (available == d.replicas && updated == d.replicas && current == d.replicas) {
+    phase = "Complete";
+  } else if (current == 0) {
+    phase = "Pending";
+  } else {
+    phase = "Progressing";
+  }
+  bool is_available = available >= d.replicas;
+  Json conditions = Json::array();
+  conditions.push_back(
+      {{"type", "Available"},
+       {"status", is_available},
+       {"reason", is_available ? "MinimumReplicasAvailable" : "MinimumReplicasUnavailable"},
+       {"message", absl::StrCat(available, " of ", d.replicas, " replicas available")}});
+  if (failing > 0) {
+    conditions.push_back({{"type", "Degraded"},
+                          {"status", true},
+                          {"reason", "InstancesFailing"},
+                          {"message", absl::StrCat(failing,
+                                                   " instances are crashing or cannot start; "
+                                                   "see `palm instance list -d ",
+                                                   d.name, "`")}});
+  }
+  return Json{{"phase", phase},
+              {"replicas",
+               {{"desired", d.replicas},
+                {"current", current},
+                {"updated", updated},
+                {"ready", ready},
+                {"available", available},
+                {"unavailable", std::max<int64_t>(0, d.replicas - available)}}},
+              {"running", running},
+              {"current_revision", d.revision},
+              {"stable_revision", d.revision},
+              {"instances_by_state", by_state},
+              {"restarts", restarts},
+              {"conditions", conditions}};
+}
+
+// ---- Instances ------------------------------------------------------------------------
+
+Supervisor::Live* Supervisor::FindLive(const std::string& tenant, const std::string& id) const {
+  auto it = instances_.find(RuntimeKey(tenant, id));
+  return it == instances_.end() ? nullptr : it->second.get();
+}
+
+std::vector<Supervisor::Live*> Supervisor::InstancesOf(const DeploymentKey& key) const {
+  std::vector<Live*> out;
+  for (const auto& [k, live] : instances_) {
+    if (live->inst.tenant == key.tenant && live->inst.deployment == key.name) {
+      out.push_back(live.get());
+    }
+  }
+  return out;
+}
+
+std::vector<const Instance*> Supervisor::ListInstances(
+    const std::string& tenant, const std::string& deployment,
+    std::optional<InstanceState> state) const {
+  std::vector<const Instance*> out;
+  for (const auto& [k, live] : instances_) {
+    const Instance& in = live->inst;
+    if (in.tenant != tenant) continue;
+    if (!deployment.empty() && in.deployment != deployment) continue;
+    if (state && in.state != *state) continue;
+    out.push_back(&in);
+  }
+  // Creation order: by deployment creation, then instance sequence.
+  std::stable_sort(out.begin(), out.end(), [](const Instance* a, const Instance* b) {
+    if (a->created_at != b->created_at) return a->created_at < b->created_at;
+    return a->id < b->id;
+  });
+  return out;
+}
+
+absl::StatusOr<const Instance*> Supervisor::GetInstance(const std::string& tenant,
+                                                       const std::string& id) const {
+  Live* live = FindLive(tenant, id);
+  if (!live) {
+    return NotFound("INSTANCE_NOT_FOUND", absl::StrCat("instance ", id, " not found"),
+                    "`palm instance list` shows the instances");
+  }
+  return &live->inst;
+}
+
+absl::Status Supervisor::RestartInstance(const std::string& tenant, const std::string& id) {
+  Live* live = FindLive(tenant, id);
+  if (!live) return GetInstance(tenant, id).status();
+  if (live->removing) {
+    return Error(absl::StatusCode::kFailedPrecondition, "INSTANCE_STOPPING",
+                 absl::StrCat("instance ", id, " is being removed"));
+  }
+  live->inst.consecutive_failures = 0;
+  if (HasProcess(live->inst)) {
+    BeginStop(*live, /*remove=*/false, /*restart_after=*/true);
+  } else {
+    live->inst.state = InstanceState::kPending;
+    live->inst.next_start_at.reset();
+    Persist(*live);
+  }
+  PALM_RETURN_IF_ERROR(Commit());
+  PALM_LOG(kInfo, "instance ", id, " restart requested");
+  MarkDirty(live->key());
+  return absl::OkStatus();
+}
+
+// ---- Agents ---------------------------------------------------------------------------
+
+std::optional<std::pair<std::string, std::string>> Supervisor::InstanceForToken(
+    const std::string& token) const {
+  auto it = token_to_instance_.find(Sha256Hex(token));
+  if (it == token_to_instance_.end()) return std::nullopt;
+  auto live = instances_.find(it->second);
+  if (live == instances_.end()) return std::nullopt;
+  return std::make_pair(live->second->inst.tenant, live->second->inst.id);
+}
+
+absl::StatusOr<HeartbeatOut> Supervisor::Heartbeat(const std::string& tenant,
+                                                   const std::string& id,
+                                                   const HeartbeatIn& in) {
+  Live* live = FindLive(tenant, id);
+  if (!live) return GetInstance(tenant, id).status();
+  absl::Time now = clock_.Now();
+  Instance& inst = live->inst;
+  inst.last_heartbeat = now;
+  inst.metrics = in.metrics;
+  model::HealthStatus health =
+      in.status == "degraded" ? model::HealthStatus::kDegraded : model::HealthStatus::kHealthy;
+  if (health != inst.health || inst.health_reason != in.reason) {
+    inst.health = health;
+    inst.health_reason = in.reason;
+    inst.health_since = now;
+  }
+  heartbeat_dirty_.insert(RuntimeKey(tenant, id));
+  HeartbeatOut out;
+  out.drain = inst.state == InstanceState::kDraining || inst.state == InstanceState::kStopping;
+  return out;
+}
+
+absl::Status Supervisor::FlushSoftState() {
+  for (const std::string& key : heartbeat_dirty_) {
+    auto it = instances_.find(key);
+    if (it != instances_.end()) Persist(*it->second);
+  }
+  heartbeat_dirty_.clear();
+  return Commit();
+}
+
+// ---- Reconciliation ---------------------------------------------------------------------
+
+std::vector<DeploymentKey> Supervisor::AllKeys() const {
+  std::set<DeploymentKey> keys;
+  for (const auto& [key, d] : deployments_) keys.insert(key);
+  for (const auto& [k, live] : instances_) keys.insert(live->key());
+  return {keys.begin(), keys.end()};
+}
+
+Supervisor::Live& Supervisor::NewInstance(Deployment& d) {
+  absl::Time now = clock_.Now();
+  auto live = std::make_unique<Live>();
+  Instance& in = live->inst;
+  in.tenant = d.tenant;
+  in.deployment = d.name;
+  in.seq = d.next_instance_seq++;
+  in.id = absl::StrCat(d.name, "-", in.seq < 100 ? (in.seq < 10 ? "00" : "0") : "", in.seq);
+  in.spec = d.spec;
+  in.revision = d.revision;
+  in.state = InstanceState::kPending;
+  in.created_at = in.updated_at = in.health_since = now;
+  in.log_path = LogPath(in);
+  Live& ref = *live;
+  instances_[RuntimeKey(in.tenant, in.id)] = std::move(live);
+  return ref;
+}
+
+std::string Supervisor::LogPath(const Instance& inst) const {
+  if (inst.tenant == model::kDefaultTenant) {
+    return absl::StrCat(options_.data_dir, "/logs/", inst.id, ".log");
+  }
+  return absl::StrCat(options_.data_dir, "/logs/", inst.tenant, "/", inst.id, ".log");
+}
+
+void Supervisor::PrepareStart(Live& live) {
+  Instance& in = live.inst;
+  live.pending_token = RandomToken();
+  if (!in.token_hash.empty()) token_to_instance_.erase(in.token_hash);
+  in.token_hash = Sha256Hex(live.pending_token);
+  token_to_instance_[in.token_hash] = RuntimeKey(in.tenant, in.id);
+  in.state = InstanceState::kStarting;
+  in.pid = 0;
+  in.updated_at = clock_.Now();
+  Persist(live);
+}
+
+absl::StatusOr<runtime::SpawnRequest> Supervisor::BuildSpawn(Live& live, const Deployment& d) {
+  Instance& in = live.inst;
+  const model::AgentSpec* spec = FindSpec(d.tenant, d.spec);
+  if (!spec) {
+    return NotFound("SPEC_NOT_FOUND", absl::StrCat("spec ", d.spec, " is not registered"));
+  }
+  for (const std::string& port_name : spec->ports) {
+    if (in.ports.count(port_name)) continue;
+    PALM_ASSIGN_OR_RETURN(int port, ports_.Allocate());
+    in.ports[port_name] = port;
+  }
+  TemplateInput tin{*spec, d, in, options_.endpoint, live.pending_token, options_.base_env};
+  return RenderSpawn(tin);
+}
+
+void Supervisor::StartInstance(Live& live, const Deployment& d) {
+  Instance& in = live.inst;
+  absl::Time now = clock_.Now();
+  bool restart = in.started_at.has_value() || in.last_exit.has_value() || !in.last_error.empty();
+  if (restart) ++in.restarts;
+  in.next_start_at.reset();
+  auto req = BuildSpawn(live, d);
+  absl::StatusOr<runtime::ProcessId> pid = req.ok() ? runtime_.Spawn(*req) : req.status();
+  live.pending_token.clear();
+  in.updated_at = now;
+  if (!pid.ok()) {
+    in.last_error = std::string(pid.status().message());
+    ++in.consecutive_failures;
+    PALM_LOG(kWarning, "instance ", in.id, " cannot start: ", in.last_error);
+    EnterBackOff(live, d, std::max(BackoffDelay(d.restart_policy, in.consecutive_failures),
+                                   options_.min_spawn_failure_delay));
+    return;
+  }
+  in.pid = pid->pid;
+  in.proc_start_time = pid->start_time;
+  in.state = InstanceState::kRunning;
+  in.started_at = now;
+  in.last_error.clear();
+  in.ready = true;  // no readiness probe yet: ready once running, as Kubernetes does
+  live.kill_sent = false;
+  live.stop_deadline = absl::InfiniteFuture();
+  Persist(live);
+  PALM_LOG(kInfo, "instance ", in.id, " started (pid ", in.pid, restart ? ", restart " : "",
+           restart ? absl::StrCat(in.restarts) : "", ")");
+}
+
+void Supervisor::EnterBackOff(Live& live, const Deployment& d, absl::Duration delay) {
+  Instance& in = live.inst;
+  in.state = InstanceState::kBackOff;
+  in.ready = false;
+  in.pid = 0;
+  in.next_start_at = clock_.Now() + delay;
+  Persist(live);
+}
+
+void Supervisor::BeginStop(Live& live, bool remove, bool restart_after) {
+  Instance& in = live.inst;
+  live.removing = live.removing || remove;
+  live.restart_after = restart_after && !live.removing;
+  if (!HasProcess(in)) {
+    if (live.removing) {
+      Erase(RuntimeKey(in.tenant, in.id));  // `live` is gone after this
+      return;
+    }
+    in.state = live.restart_after ? InstanceState::kPending : InstanceState::kStopped;
+    in.ready = false;
+    Persist(live);
+    return;
+  }
+  if (in.state == InstanceState::kStopping) return;  // already under way
+  const Deployment* d = FindDeployment(live.key());
+  const model::AgentSpec* spec = d ? FindSpec(d->tenant, d->spec) : FindSpec(in.tenant, in.spec);
+  model::StopSpec stop = spec ? spec->stop : model::StopSpec{};
+  in.state = InstanceState::kStopping;
+  in.ready = false;
+  in.updated_at = clock_.Now();
+  live.stop_deadline = clock_.Now() + absl::Milliseconds(std::llround(stop.grace_s * 1000));
+  live.kill_sent = false;
+  absl::Status st = runtime_.Signal(RuntimeKey(in.tenant, in.id), stop.signal);
+  if (!st.ok()) PALM_LOG(kWarning, "instance ", in.id, ": stop signal: ", st.message());
+  Persist(live);
+}
+
+void Supervisor::OnExit(const std::string& runtime_key, runtime::ExitStatus status) {
+  auto it = instances_.find(runtime_key);
+  if (it == instances_.end()) return;
+  Live& live = *it->second;
+  DeploymentKey key = live.key();
+  HandleExit(live, ToExitInfo(status, clock_.Now()));
+  (void)Commit();
+  MarkDirty(key);
+}
+
+void Supervisor::HandleExit(Live& live, const ExitInfo& exit) {
+  Instance& in = live.inst;
+  bool was_stopping = in.state == InstanceState::kStopping;
+  in.last_exit = exit;
+  in.pid = 0;
+  in.proc_start_time = 0;
+  in.ready = false;
+  in.updated_at = exit.at;
+  LogLine(was_stopping ? LogLevel::kInfo : LogLevel::kWarning,
+          absl::StrCat("instance ", in.id, " ", DescribeExit(exit),
+                       was_stopping ? " (stopped)" : ""));
+  if (live.removing) {
+    Erase(RuntimeKey(in.tenant, in.id));
+    return;
+  }
+  if (stopping_all_) {
+    // Kept stopped while the daemon goes down; started again at its next start.
+    in.state = InstanceState::kPending;
+    Persist(live);
+    return;
+  }
+  if (was_stopping) {
+    in.state = live.restart_after ? InstanceState::kPending : InstanceState::kStopped;
+    live.restart_after = false;
+    Persist(live);
+    return;
+  }
+  const Deployment* d = FindDeployment(live.key());
+  if (!d || in.revision != d->revision) {
+    // Its deployment is gone or it belongs to a replaced revision: do not bring it back.
+    Erase(RuntimeKey(in.tenant, in.id));
+    return;
+  }
+  if (in.started_at && RanStably(d->restart_policy, *in.started_at, exit.at)) {
+    in.consecutive_failures = 0;
+  }
+  if (!ShouldRestart(d->restart_policy.policy, exit)) {
+    in.state = (exit.code && *exit.code == 0) ? InstanceState::kStopped : InstanceState::kFailed;
+    Persist(live);
+    return;
+  }
+  ++in.consecutive_failures;
+  EnterBackOff(live, *d, BackoffDelay(d->restart_policy, in.consecutive_failures));
+}
+
+absl::Time Supervisor::ReconcileOrphans(const DeploymentKey& key) {
+  absl::Time next = absl::InfiniteFuture();
+  for (Live* live : InstancesOf(key)) {
+    std::string runtime_key = RuntimeKey(live->inst.tenant, live->inst.id);
+    BeginStop(*live, /*remove=*/true, /*restart_after=*/false);  // may erase `live`
+    auto it = instances_.find(runtime_key);
+    if (it != instances_.end() && !it->second->kill_sent) {
+      next = std::min(next, it->second->stop_deadline);
+    }
+  }
+  return next;
+}
+
+absl::StatusOr<absl::Time> Supervisor::Reconcile(const DeploymentKey& key) {
+  absl::Time now = clock_.Now();
+  absl::Time next = absl::InfiniteFuture();
+  std::vector<Live*> all = InstancesOf(key);
+
+  // 1. Stops that outlived their grace period get SIGKILL.
+  for (Live* live : all) {
+    if (live->inst.state != InstanceState::kStopping || live->kill_sent) continue;
+    if (now >= live->stop_deadline) {
+      live->kill_sent = true;
+      PALM_LOG(kWarning, "instance ", live->inst.id, " did not stop within its grace period; "
+               "sending SIGKILL");
+      (void)runtime_.Signal(RuntimeKey(live->inst.tenant, live->inst.id), SIGKILL);
+    } else {
+      next = std::min(next, live->stop_deadline);
+    }
+  }
+  if (stopping_all_) {
+    PALM_RETURN_IF_ERROR(Commit());
+    return next;
+  }
+
+  Deployment* d = FindDeployment(key);
+  if (!d) {
+    next = std::min(next, ReconcileOrphans(key));
+    PALM_RETURN_IF_ERROR(Commit());
+    return next;
+  }
+
+  // 2. Partition the live slots (not being removed) by revision.
+  std::vector<Live*> current, old;
+  for (Live* live : all) {
+    if (live->removing) continue;
+    (live->inst.revision == d->revision ? current : old).push_back(live);
+  }
+  auto remove_surplus = [&](std::vector<Live*>& slots, size_t keep) {
+    if (slots.size() <= keep) return;
+    std::vector<const Instance*> view;
+    for (Live* l : slots) view.push_back(&l->inst);
+    std::vector<size_t> order = ScaleDownOrder(view, d->revision);
+    for (size_t i = 0; i < slots.size() - keep; ++i) BeginStop(*slots[order[i]], true, false);
+  };
+
+  // 3. Scale the current revision to the desired count. Removal may erase slots, so the
+  //    list of instances is taken again afterwards.
+  size_t desired = static_cast<size_t>(d->replicas);
+  remove_surplus(current, desired);
+  all = InstancesOf(key);
+  std::vector<Live*> to_start;
+  for (size_t i = current.size(); i < desired; ++i) to_start.push_back(&NewInstance(*d));
+  if (!to_start.empty()) {
+    pending_.put_deployments.push_back({d->tenant, d->name, model::ToJson(*d)});
+    PALM_LOG(kInfo, "deployment ", d->name, ": creating ", to_start.size(), " instances");
+  }
+
+  // 4. Start new and pending slots, and restart those whose backoff is over.
+  for (Live* live : all) {
+    const Instance& in = live->inst;
+    if (live->removing || in.revision != d->revision) continue;
+    bool due = in.state == InstanceState::kPending ||
+               (in.state == InstanceState::kBackOff && in.next_start_at.value_or(now) <= now);
+    if (due) to_start.push_back(live);
+  }
+  // Phase 1: record every start (state Starting, the hash of the token the process will
+  // carry) in one transaction before any process exists, so a daemon killed mid-way can
+  // find the processes it started (see Load) instead of starting them twice.
+  for (Live* live : to_start) PrepareStart(*live);
+  PALM_RETURN_IF_ERROR(Commit());
+  // Phase 2: spawn, then record pids in one transaction.
+  for (Live* live : to_start) StartInstance(*live, *d);
+  for (Live* live : InstancesOf(key)) {
+    if (!live->removing && live->inst.state == InstanceState::kBackOff &&
+        live->inst.next_start_at) {
+      next = std::min(next, *live->inst.next_start_at);
+    }
+  }
+
+  // 5. Old revisions give way as the current one becomes ready.
+  size_t ready_current = 0;
+  for (Live* live : InstancesOf(key)) {
+    if (!live->removing && live->inst.revision == d->revision &&
+        live->inst.state == InstanceState::kRunning && live->inst.ready) {
+      ++ready_current;
+    }
+  }
+  remove_surplus(old, desired > ready_current ? desired - ready_current : 0);
+
+  // Stops begun above need their SIGKILL deadline watched.
+  for (Live* live : InstancesOf(key)) {
+    if (live->inst.state == InstanceState::kStopping && !live->kill_sent) {
+      next = std::min(next, live->stop_deadline);
+    }
+  }
+  PALM_RETURN_IF_ERROR(Commit());
+  return next;
+}
+
+void Supervisor::StopAllAgents() {
+  stopping_all_ = true;
+  for (auto& [k, live] : instances_) {
+    if (HasProcess(live->inst)) BeginStop(*live, false, false);
+  }
+  (void)Commit();
+  for (const auto& key : AllKeys()) MarkDirty(key);
+}
+
+size_t Supervisor::AgentsRunning() const {
+  size_t n = 0;
+  for (const auto& [k, live] : instances_) n += HasProcess(live->inst) ? 1 : 0;
+  return n;
+}
+
+void Supervisor::Detach() {
+  (void)FlushSoftState();
+  for (const auto& [k, live] : instances_) {
+    if (HasProcess(live->inst)) runtime_.Forget(k);
+  }
+}
+
+}  // namespace palm::controller

@@ -1,0 +1,190 @@
+// Supervisor: the single owner of palm's live state for specs, deployments and instances,
+// and the deployment reconciler that drives processes toward that state.
+//
+// API handlers call the query and mutation methods; every mutation is durable in the store
+// before it returns (an acknowledged write survives kill -9). The runtime reports exits
+// through OnExit(). Reconcile(key) is one level-triggered step for one deployment: it
+// starts missing replicas, restarts crashed ones whose backoff has passed, stops surplus
+// and old-revision replicas, and escalates overdue stops to SIGKILL. It returns the time it
+// wants to run again; a Runner (runner.h) owns timers and calls it. Tests call it directly
+// with a FakeClock and a FakeRuntime.
+//
+// Thread-safety: none. Everything runs on the daemon's event-loop thread.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "palm/base/clock.h"
+#include "palm/controller/port_allocator.h"
+#include "palm/model/objects.h"
+#include "palm/runtime/runtime.h"
+#include "palm/store/store.h"
+
+namespace palm::controller {
+
+struct DeploymentKey {
+  std::string tenant;
+  std::string name;
+  auto operator<=>(const DeploymentKey&) const = default;
+};
+
+struct SupervisorOptions {
+  std::string data_dir;                         // logs go to <data_dir>/logs
+  std::string endpoint;                         // PALM_ENDPOINT given to agents
+  std::map<std::string, std::string> base_env;  // inherited environment (PATH, HOME, ...)
+  // A command that cannot be started is retried no faster than this, whatever the
+  // restart policy says, so a typo never spins the daemon.
+  absl::Duration min_spawn_failure_delay = absl::Seconds(1);
+};
+
+struct HeartbeatIn {
+  std::string status = "ok";  // ok | degraded
+  std::string reason;
+  model::Json metrics = model::Json::object();
+  std::optional<double> cost_usd;
+};
+
+struct HeartbeatOut {
+  bool drain = false;
+  bool killed = false;
+  int64_t policy_version = 0;
+};
+
+class Supervisor {
+ public:
+  Supervisor(store::Store& store, runtime::Runtime& runtime, const Clock& clock,
+             PortAllocator& ports, SupervisorOptions options);
+  ~Supervisor();
+  Supervisor(const Supervisor&) = delete;
+  Supervisor& operator=(const Supervisor&) = delete;
+
+  // Loads everything from the store and re-adopts live agents (pid + start time must
+  // match); instances that died while the daemon was down are handled as exits with an
+  // unknown status. Marks every deployment for reconciliation. Call once, first.
+  absl::Status Load();
+
+  // Called with a deployment key whenever it needs a Reconcile soon.
+  void SetDirtyCallback(std::function<void(const DeploymentKey&)> cb);
+
+  // ---- Specs ---------------------------------------------------------------------------
+  // Registers `spec` (already validated). *created is false when the same name@version
+  // with the same body exists (a no-op). kAlreadyExists (SPEC_VERSION_EXISTS) when that
+  // version exists with another body.
+  absl::StatusOr<model::AgentSpec> RegisterSpec(model::AgentSpec spec, bool* created);
+  std::vector<const model::AgentSpec*> ListSpecs(const std::string& tenant) const;
+  // `version` "" means the highest semver. kNotFound (SPEC_NOT_FOUND).
+  absl::StatusOr<const model::AgentSpec*> GetSpec(const std::string& tenant,
+                                                  const std::string& name,
+                                                  const std::string& version) const;
+  absl::StatusOr<model::AgentSpec> DeprecateSpec(const std::string& tenant,
+                                                 const std::string& name,
+                                                 const std::string& version);
+
+  // ---- Deployments ---------------------------------------------------------------------
+  // Creates `d` (validated). kAlreadyExists (DEPLOYMENT_EXISTS), kNotFound (SPEC_NOT_FOUND),
+  // kFailedPrecondition (SPEC_DEPRECATED).
+  absl::StatusOr<model::Deployment> CreateDeployment(model::Deployment d);
+  // Creates or updates to `d`. A change of spec, config or env makes a new revision whose
+  // instances replace the old ones. *created tells which happened.
+  absl::StatusOr<model::Deployment> ApplyDeployment(model::Deployment d, bool* created);
+  absl::StatusOr<model::Deployment> ScaleDeployment(const DeploymentKey& key, int64_t replicas);
+  // Removes the deployment at once; its instances are stopped (stop signal, grace, SIGKILL)
+  // and removed as they exit.
+  absl::StatusOr<model::Deployment> DeleteDeployment(const DeploymentKey& key);
+  std::vector<const model::Deployment*> ListDeployments(const std::string& tenant) const;
+  absl::StatusOr<const model::Deployment*> GetDeployment(const DeploymentKey& key) const;
+  // The `status` object of docs/api.md (phase, replicas, revisions, states, conditions).
+  model::Json DeploymentStatus(const model::Deployment& d) const;
+
+  // ---- Instances -----------------------------------------------------------------------
+  // Instances of `tenant`, optionally of one deployment and in one state, by id.
+  std::vector<const model::Instance*> ListInstances(
+      const std::string& tenant, const std::string& deployment,
+      std::optional<model::InstanceState> state) const;
+  absl::StatusOr<const model::Instance*> GetInstance(const std::string& tenant,
+                                                     const std::string& id) const;
+  // Stops the process (stop signal, grace, SIGKILL) and starts it again at once.
+  absl::Status RestartInstance(const std::string& tenant, const std::string& id);
+
+  // ---- Agents --------------------------------------------------------------------------
+  // The instance (tenant, id) a bearer token belongs to, if any.
+  std::optional<std::pair<std::string, std::string>> InstanceForToken(
+      const std::string& token) const;
+  // Records a heartbeat (soft state: kept in memory, flushed by FlushSoftState).
+  absl::StatusOr<HeartbeatOut> Heartbeat(const std::string& tenant, const std::string& id,
+                                         const HeartbeatIn& in);
+  // Persists heartbeat data recorded since the last flush.
+  absl::Status FlushSoftState();
+
+  // ---- Reconciliation ------------------------------------------------------------------
+  // One step for one deployment (see the file comment). Returns when to run again
+  // (absl::InfiniteFuture() when only a change needs it).
+  absl::StatusOr<absl::Time> Reconcile(const DeploymentKey& key);
+  // Every key with instances or a deployment: what a full resync reconciles.
+  std::vector<DeploymentKey> AllKeys() const;
+  // Runtime exit notification (the runtime's instance key is "<tenant>/<id>").
+  void OnExit(const std::string& runtime_key, runtime::ExitStatus status);
+
+  // `palm daemon stop --all`: stops every agent and keeps them stopped; they are started
+  // again when the daemon next starts. AgentsRunning() tells when all are gone.
+  void StopAllAgents();
+  size_t AgentsRunning() const;
+  // Leaves agents running and stops watching them (daemon exit).
+  void Detach();
+
+  // Counts for /v1/status and metrics.
+  size_t InstanceCount() const { return instances_.size(); }
+
+ private:
+  struct Live;  // an instance plus supervisor-only bookkeeping
+  using InstanceMap = std::map<std::string, std::unique_ptr<Live>>;  // by "<tenant>/<id>"
+
+  static std::string RuntimeKey(const std::string& tenant, const std::string& id);
+  Live* FindLive(const std::string& tenant, const std::string& id) const;
+  std::vector<Live*> InstancesOf(const DeploymentKey& key) const;
+  model::Deployment* FindDeployment(const DeploymentKey& key);
+  const model::AgentSpec* FindSpec(const std::string& tenant, const std::string& ref) const;
+  absl::Status CheckSpecUsable(const model::Deployment& d) const;
+
+  void MarkDirty(const DeploymentKey& key);
+  void Persist(const Live& live);
+  void Erase(const std::string& runtime_key);
+  absl::Status Commit();
+
+  Live& NewInstance(model::Deployment& d);
+  void PrepareStart(Live& live);
+  void StartInstance(Live& live, const model::Deployment& d);
+  void BeginStop(Live& live, bool remove, bool restart_after);
+  void HandleExit(Live& live, const model::ExitInfo& exit);
+  void EnterBackOff(Live& live, const model::Deployment& d, absl::Duration delay);
+  absl::StatusOr<runtime::SpawnRequest> BuildSpawn(Live& live, const model::Deployment& d);
+  std::string LogPath(const model::Instance& inst) const;
+  absl::Time ReconcileOrphans(const DeploymentKey& key);
+
+  store::Store& store_;
+  runtime::Runtime& runtime_;
+  const Clock& clock_;
+  PortAllocator& ports_;
+  SupervisorOptions options_;
+  std::function<void(const DeploymentKey&)> on_dirty_;
+
+  // tenant -> name -> version -> spec
+  std::map<std::string, std::map<std::string, std::map<std::string, model::AgentSpec>>> specs_;
+  std::map<DeploymentKey, model::Deployment> deployments_;
+  InstanceMap instances_;
+  std::map<std::string, std::string> token_to_instance_;  // token hash -> runtime key
+  std::set<std::string> heartbeat_dirty_;                 // runtime keys
+  store::WriteBatch pending_;
+  bool stopping_all_ = false;
+};
+
+}  // namespace palm::controller

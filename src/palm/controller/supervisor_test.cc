@@ -1,0 +1,377 @@
+// The deployment reconciler against a FakeClock, a FakeRuntime and a real SQLite store in a
+// temp dir: scale order, backoff schedule and reset, adoption decisions, spawn failures,
+// stop escalation and revision replacement.
+#include "palm/controller/supervisor.h"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "palm/testing/fake_clock.h"
+#include "palm/testing/fake_runtime.h"
+
+namespace palm::controller {
+namespace {
+
+using model::InstanceState;
+using ::testing::ElementsAre;
+using ::testing::UnorderedElementsAre;
+
+// Hands out 5000, 5001, ... without touching the network.
+class CountingPorts final : public PortAllocator {
+ public:
+  absl::StatusOr<int> Allocate() override { return next_++; }
+  void Reserve(int) override {}
+  void Release(int) override {}
+
+ private:
+  int next_ = 5000;
+};
+
+class SupervisorTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/palm-sup-XXXXXX";
+    dir_ = mkdtemp(tmpl);
+    Open();
+  }
+  void TearDown() override {
+    sup_.reset();
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  // (Re)creates the store and supervisor on the same data dir, as a daemon restart does.
+  void Open(testing::FakeRuntime* runtime = nullptr) {
+    sup_.reset();
+    store_.reset();
+    auto st = store::OpenSqliteStore(dir_ + "/palm.db");
+    ASSERT_TRUE(st.ok()) << st.status();
+    store_ = std::move(*st);
+    SupervisorOptions opts;
+    opts.data_dir = dir_;
+    opts.endpoint = "http://127.0.0.1:7070";
+    opts.base_env = {{"PATH", "/usr/bin:/bin"}};
+    sup_ = std::make_unique<Supervisor>(*store_, runtime ? *runtime : rt_, clock_, ports_, opts);
+    (runtime ? *runtime : rt_).SetExitCallback(
+        [this](const std::string& key, runtime::ExitStatus s) { sup_->OnExit(key, s); });
+    ASSERT_TRUE(sup_->Load().ok());
+  }
+
+  void RegisterSpec(const std::string& name = "agent", double grace_s = 5) {
+    model::AgentSpec spec;
+    spec.name = name;
+    spec.version = "1.0.0";
+    spec.command = {"/bin/agent"};
+    spec.stop.grace_s = grace_s;
+    bool created = false;
+    ASSERT_TRUE(sup_->RegisterSpec(spec, &created).ok());
+  }
+
+  model::Deployment Deploy(int64_t replicas, model::RestartPolicy policy = {}) {
+    model::Deployment d;
+    d.name = "web";
+    d.spec = "agent@1.0.0";
+    d.replicas = replicas;
+    d.restart_policy = policy;
+    auto out = sup_->CreateDeployment(d);
+    EXPECT_TRUE(out.ok()) << out.status();
+    return *out;
+  }
+
+  absl::Time Reconcile() {
+    auto next = sup_->Reconcile(key_);
+    EXPECT_TRUE(next.ok()) << next.status();
+    return next.value_or(absl::InfiniteFuture());
+  }
+
+  const model::Instance& Get(const std::string& id) {
+    auto in = sup_->GetInstance("default", id);
+    EXPECT_TRUE(in.ok()) << in.status();
+    return **in;
+  }
+
+  std::vector<std::string> Ids() {
+    std::vector<std::string> ids;
+    for (const auto* in : sup_->ListInstances("default", "web", std::nullopt)) {
+      ids.push_back(in->id);
+    }
+    return ids;
+  }
+
+  std::string dir_;
+  testing::FakeClock clock_;
+  testing::FakeRuntime rt_;
+  CountingPorts ports_;
+  std::unique_ptr<store::Store> store_;
+  std::unique_ptr<Supervisor> sup_;
+  DeploymentKey key_{"default", "web"};
+};
+
+TEST_F(SupervisorTest, StartsTheDesiredReplicasWithTheAgentEnvironment) {
+  RegisterSpec();
+  Deploy(3);
+  EXPECT_EQ(Reconcile(), absl::InfiniteFuture());
+  EXPECT_THAT(Ids(), ElementsAre("web-001", "web-002", "web-003"));
+  std::vector<runtime::SpawnRequest> spawned = rt_.spawned();
+  ASSERT_EQ(spawned.size(), 3u);
+  const auto& env = spawned[0].env;
+  EXPECT_EQ(env.at("PALM_INSTANCE_ID"), "web-001");
+  EXPECT_EQ(env.at("PALM_DEPLOYMENT"), "web");
+  EXPECT_EQ(env.at("PALM_TOKEN").size(), 64u);
+  for (const auto& id : Ids()) {
+    EXPECT_EQ(Get(id).state, InstanceState::kRunning);
+    EXPECT_TRUE(Get(id).ready);
+    EXPECT_GT(Get(id).pid, 0);
+  }
+  // The instance token authenticates as that instance and nothing else.
+  auto who = sup_->InstanceForToken(env.at("PALM_TOKEN"));
+  ASSERT_TRUE(who.has_value());
+  EXPECT_EQ(who->second, "web-001");
+  EXPECT_FALSE(sup_->InstanceForToken("not-a-token").has_value());
+  // A second pass changes nothing.
+  Reconcile();
+  EXPECT_EQ(rt_.spawned().size(), 3u);
+  auto st = sup_->DeploymentStatus(**sup_->GetDeployment(key_));
+  EXPECT_EQ(st["phase"], "Complete");
+  EXPECT_EQ(st["replicas"]["ready"], 3);
+}
+
+TEST_F(SupervisorTest, ScaleDownRemovesNotRunningThenNewestAndEscalatesToSigkill) {
+  RegisterSpec("agent", /*grace_s=*/5);
+  Deploy(4);
+  Reconcile();
+  rt_.Exit("default/web-002", {.code = 1});  // now in BackOff
+  ASSERT_EQ(Get("web-002").state, InstanceState::kBackOff);
+  ASSERT_TRUE(sup_->ScaleDeployment(key_, 2).ok());
+  absl::Time next = Reconcile();
+  // web-002 (not running) goes at once; web-004 (newest) is asked to stop.
+  EXPECT_THAT(Ids(), ElementsAre("web-001", "web-003", "web-004"));
+  EXPECT_EQ(Get("web-004").state, InstanceState::kStopping);
+  EXPECT_THAT(rt_.SignalsFor("default/web-004"), ElementsAre(SIGTERM));
+  EXPECT_EQ(next, clock_.Now() + absl::Seconds(5));
+  // It ignores SIGTERM: after the grace period it gets SIGKILL.
+  clock_.Advance(absl::Seconds(4));
+  Reconcile();
+  EXPECT_THAT(rt_.SignalsFor("default/web-004"), ElementsAre(SIGTERM));
+  clock_.Advance(absl::Seconds(1));
+  Reconcile();
+  EXPECT_THAT(rt_.SignalsFor("default/web-004"), ElementsAre(SIGTERM, SIGKILL));
+  rt_.Exit("default/web-004", {.signal = SIGKILL});
+  EXPECT_THAT(Ids(), ElementsAre("web-001", "web-003"));
+  // Scale up again: ids are never reused.
+  ASSERT_TRUE(sup_->ScaleDeployment(key_, 3).ok());
+  Reconcile();
+  EXPECT_THAT(Ids(), ElementsAre("web-001", "web-003", "web-005"));
+}
+
+TEST_F(SupervisorTest, CrashesBackOffExponentiallyAndResetAfterAStableRun) {
+  RegisterSpec();
+  model::RestartPolicy policy;  // always, 1 s .. 300 s, reset after 600 s
+  Deploy(1, policy);
+  Reconcile();
+  const std::string id = "default/web-001";
+  std::vector<absl::Duration> delays;
+  for (int i = 0; i < 5; ++i) {
+    rt_.Exit(id, {.signal = SIGKILL});
+    const auto& in = Get("web-001");
+    ASSERT_EQ(in.state, InstanceState::kBackOff);
+    ASSERT_TRUE(in.next_start_at.has_value());
+    absl::Duration delay = *in.next_start_at - clock_.Now();
+    delays.push_back(delay);
+    // Not before its time...
+    clock_.Advance(delay - absl::Milliseconds(1));
+    EXPECT_EQ(Reconcile(), *in.next_start_at);
+    EXPECT_EQ(Get("web-001").state, InstanceState::kBackOff);
+    // ...and right when it is due.
+    clock_.Advance(absl::Milliseconds(1));
+    Reconcile();
+    ASSERT_EQ(Get("web-001").state, InstanceState::kRunning);
+  }
+  EXPECT_THAT(delays, ElementsAre(absl::Seconds(1), absl::Seconds(2), absl::Seconds(4),
+                                  absl::Seconds(8), absl::Seconds(16)));
+  EXPECT_EQ(Get("web-001").restarts, 5);
+  EXPECT_EQ(Get("web-001").last_exit->signal, SIGKILL);
+  // A run longer than reset_after_s forgets the earlier failures.
+  clock_.Advance(absl::Seconds(601));
+  rt_.Exit(id, {.code = 2});
+  EXPECT_EQ(*Get("web-001").next_start_at - clock_.Now(), absl::Seconds(1));
+}
+
+TEST_F(SupervisorTest, ZeroBackoffRestartsOnTheNextPass) {
+  RegisterSpec();
+  model::RestartPolicy policy;
+  policy.backoff_initial_s = 0;
+  Deploy(1, policy);
+  Reconcile();
+  rt_.Exit("default/web-001", {.code = 1});
+  Reconcile();
+  EXPECT_EQ(Get("web-001").state, InstanceState::kRunning);
+  EXPECT_EQ(Get("web-001").restarts, 1);
+}
+
+TEST_F(SupervisorTest, RestartPolicyNeverAndOnFailure) {
+  RegisterSpec();
+  model::RestartPolicy never;
+  never.policy = model::RestartMode::kNever;
+  Deploy(2, never);
+  Reconcile();
+  rt_.Exit("default/web-001", {.code = 0});
+  rt_.Exit("default/web-002", {.code = 7});
+  Reconcile();
+  EXPECT_EQ(Get("web-001").state, InstanceState::kStopped);
+  EXPECT_EQ(Get("web-002").state, InstanceState::kFailed);
+  EXPECT_EQ(rt_.spawned().size(), 2u);  // neither came back, and no replacement either
+
+  model::Deployment d = **sup_->GetDeployment(key_);
+  d.restart_policy.policy = model::RestartMode::kOnFailure;
+  bool created = false;
+  ASSERT_TRUE(sup_->ApplyDeployment(d, &created).ok());
+  ASSERT_TRUE(sup_->RestartInstance("default", "web-001").ok());
+  ASSERT_TRUE(sup_->RestartInstance("default", "web-002").ok());
+  Reconcile();
+  rt_.Exit("default/web-001", {.code = 0});
+  rt_.Exit("default/web-002", {.code = 1});
+  EXPECT_EQ(Get("web-001").state, InstanceState::kStopped);
+  EXPECT_EQ(Get("web-002").state, InstanceState::kBackOff);
+}
+
+TEST_F(SupervisorTest, SpawnFailureIsReportedOnTheInstanceWithBackOff) {
+  RegisterSpec();
+  rt_.FailSpawnsFor("/bin/agent", absl::NotFoundError("command \"/bin/agent\" not found"));
+  Deploy(1);
+  absl::Time next = Reconcile();
+  const auto& in = Get("web-001");
+  EXPECT_EQ(in.state, InstanceState::kBackOff);
+  EXPECT_THAT(in.last_error, ::testing::HasSubstr("not found"));
+  EXPECT_EQ(next, clock_.Now() + absl::Seconds(1));
+  auto st = sup_->DeploymentStatus(**sup_->GetDeployment(key_));
+  EXPECT_EQ(st["phase"], "Degraded");
+  // Fixing the cause lets the next attempt succeed; the attempts are counted.
+  rt_.ClearSpawnFailures();
+  clock_.Advance(absl::Seconds(1));
+  Reconcile();
+  EXPECT_EQ(Get("web-001").state, InstanceState::kRunning);
+  EXPECT_EQ(Get("web-001").restarts, 1);
+  EXPECT_EQ(Get("web-001").last_error, "");
+}
+
+TEST_F(SupervisorTest, RestartAdoptsLiveAgentsAndReplacesDeadOnes) {
+  RegisterSpec();
+  Deploy(3);
+  Reconcile();
+  auto p1 = *rt_.ProcessOf("default/web-001");
+  auto p3 = *rt_.ProcessOf("default/web-003");
+  // The daemon dies; web-002's process dies while it is down.
+  testing::FakeRuntime rt2;
+  rt2.AddAlive(p1);
+  rt2.AddAlive({p3.pid, p3.start_time + 1});  // pid reused by another process
+  Open(&rt2);
+  ASSERT_EQ(rt2.adopts().size(), 3u);
+  EXPECT_TRUE(rt2.IsRunning("default/web-001"));
+  EXPECT_FALSE(rt2.IsRunning("default/web-003"));
+  EXPECT_EQ(Get("web-001").state, InstanceState::kRunning);
+  EXPECT_EQ(Get("web-001").pid, p1.pid);
+  for (const char* id : {"web-002", "web-003"}) {
+    const auto& in = Get(id);
+    EXPECT_EQ(in.state, InstanceState::kBackOff) << id;
+    ASSERT_TRUE(in.last_exit.has_value());
+    EXPECT_FALSE(in.last_exit->code.has_value());  // unknowable for a process we did not reap
+  }
+  clock_.Advance(absl::Seconds(1));
+  ASSERT_TRUE(sup_->Reconcile(key_).ok());
+  EXPECT_EQ(rt2.spawned().size(), 2u);
+  EXPECT_EQ(Get("web-002").restarts, 1);
+  EXPECT_EQ(Get("web-001").restarts, 0);
+  Open();  // back to rt_ so TearDown order stays simple
+}
+
+TEST_F(SupervisorTest, DeleteStopsEverythingAndForgetsTheSlots) {
+  RegisterSpec();
+  Deploy(2);
+  Reconcile();
+  ASSERT_TRUE(sup_->DeleteDeployment(key_).ok());
+  EXPECT_FALSE(sup_->GetDeployment(key_).ok());
+  Reconcile();
+  EXPECT_THAT(rt_.signals(), UnorderedElementsAre(
+                                 testing::FakeRuntime::SignalCall{"default/web-001", SIGTERM},
+                                 testing::FakeRuntime::SignalCall{"default/web-002", SIGTERM}));
+  rt_.Exit("default/web-001", {.signal = SIGTERM});
+  rt_.Exit("default/web-002", {.code = 0});
+  EXPECT_TRUE(Ids().empty());
+  EXPECT_EQ(sup_->InstanceCount(), 0u);
+  // Nothing comes back after a restart either.
+  Open();
+  Reconcile();
+  EXPECT_TRUE(Ids().empty());
+}
+
+TEST_F(SupervisorTest, NewRevisionReplacesOldInstances) {
+  RegisterSpec();
+  Deploy(2);
+  Reconcile();
+  model::Deployment d = **sup_->GetDeployment(key_);
+  d.config = {{"mode", "v2"}};
+  bool created = true;
+  auto applied = sup_->ApplyDeployment(d, &created);
+  ASSERT_TRUE(applied.ok());
+  EXPECT_FALSE(created);
+  EXPECT_EQ(applied->revision, 2);
+  Reconcile();
+  // New ones run first, then the old ones are stopped.
+  EXPECT_EQ(Get("web-003").revision, 2);
+  EXPECT_EQ(Get("web-004").state, InstanceState::kRunning);
+  EXPECT_EQ(Get("web-001").state, InstanceState::kStopping);
+  EXPECT_EQ(Get("web-002").state, InstanceState::kStopping);
+  rt_.Exit("default/web-001", {.signal = SIGTERM});
+  rt_.Exit("default/web-002", {.signal = SIGTERM});
+  EXPECT_THAT(Ids(), ElementsAre("web-003", "web-004"));
+  // Scaling alone is not a new revision.
+  ASSERT_TRUE(sup_->ScaleDeployment(key_, 3).ok());
+  EXPECT_EQ((*sup_->GetDeployment(key_))->revision, 2);
+}
+
+TEST_F(SupervisorTest, StopAllKeepsAgentsStoppedUntilTheNextStart) {
+  RegisterSpec();
+  Deploy(2);
+  Reconcile();
+  sup_->StopAllAgents();
+  EXPECT_EQ(sup_->AgentsRunning(), 2u);
+  rt_.Exit("default/web-001", {.signal = SIGTERM});
+  rt_.Exit("default/web-002", {.signal = SIGTERM});
+  Reconcile();
+  EXPECT_EQ(sup_->AgentsRunning(), 0u);
+  EXPECT_EQ(rt_.spawned().size(), 2u);  // not restarted while stopping
+  Open();
+  Reconcile();
+  EXPECT_EQ(rt_.spawned().size(), 4u);
+  EXPECT_EQ(Get("web-001").state, InstanceState::kRunning);
+}
+
+TEST_F(SupervisorTest, SpecVersionsAreImmutable) {
+  RegisterSpec();
+  model::AgentSpec same;
+  same.name = "agent";
+  same.version = "1.0.0";
+  same.command = {"/bin/agent"};
+  same.stop.grace_s = 5;
+  bool created = true;
+  ASSERT_TRUE(sup_->RegisterSpec(same, &created).ok());
+  EXPECT_FALSE(created);
+  same.command = {"/bin/other"};
+  auto conflict = sup_->RegisterSpec(same, &created);
+  EXPECT_EQ(conflict.status().code(), absl::StatusCode::kAlreadyExists);
+  // A deprecated spec cannot be used by new deployments.
+  ASSERT_TRUE(sup_->DeprecateSpec("default", "agent", "1.0.0").ok());
+  model::Deployment d;
+  d.name = "web";
+  d.spec = "agent@1.0.0";
+  EXPECT_EQ(sup_->CreateDeployment(d).status().code(), absl::StatusCode::kFailedPrecondition);
+}
+
+}  // namespace
+}  // namespace palm::controller

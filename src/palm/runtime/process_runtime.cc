@@ -1,0 +1,429 @@
+#include "palm/runtime/process_runtime.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+#include "boost/asio/posix/stream_descriptor.hpp"
+#include "boost/asio/post.hpp"
+#include "boost/asio/steady_timer.hpp"
+#include "palm/base/error.h"
+#include "palm/base/log.h"
+#include "palm/runtime/command_lookup.h"
+#include "palm/runtime/limits_shim.h"
+#include "palm/runtime/log_rotator.h"
+
+#ifndef P_PIDFD
+#define P_PIDFD 3  // waitid() id type, Linux 5.4+; glibc < 2.36 headers lack it
+#endif
+
+namespace palm::runtime {
+namespace {
+
+namespace asio = boost::asio;
+
+constexpr char kDefaultPath[] = "/usr/local/bin:/usr/bin:/bin";
+
+int PidfdOpen(int pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
+
+int PidfdSendSignal(int pidfd, int sig) {
+  return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0));
+}
+
+std::string Quoted(const std::string& s) { return absl::StrCat("\"", s, "\""); }
+
+// posix_spawn_file_actions_t with RAII.
+class FileActions {
+ public:
+  FileActions() { posix_spawn_file_actions_init(&fa_); }
+  FileActions(const FileActions&) = delete;
+  FileActions& operator=(const FileActions&) = delete;
+  ~FileActions() { posix_spawn_file_actions_destroy(&fa_); }
+  posix_spawn_file_actions_t* get() { return &fa_; }
+
+ private:
+  posix_spawn_file_actions_t fa_;
+};
+
+absl::Status CheckWorkdir(const std::string& workdir) {
+  struct stat st;
+  if (::stat(workdir.c_str(), &st) != 0) {
+    return Error(absl::StatusCode::kFailedPrecondition, "WORKDIR_INVALID",
+                 absl::StrCat("workdir ", Quoted(workdir), ": ", std::strerror(errno)),
+                 "create the directory or fix the spec's workdir");
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    return Error(absl::StatusCode::kFailedPrecondition, "WORKDIR_INVALID",
+                 absl::StrCat("workdir ", Quoted(workdir), " is not a directory"),
+                 "fix the spec's workdir");
+  }
+  return absl::OkStatus();
+}
+
+// Creates the log's directory when missing; one stat() when it exists.
+absl::Status EnsureLogDir(const std::string& log_path) {
+  const size_t slash = log_path.rfind('/');
+  if (slash == std::string::npos || slash == 0) return absl::OkStatus();
+  const std::string dir = log_path.substr(0, slash);
+  struct stat st;
+  if (::stat(dir.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) return absl::OkStatus();
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) {
+    return Error(absl::StatusCode::kInternal, "LOG_DIR_FAILED",
+                 absl::StrCat("cannot create log directory ", Quoted(dir), ": ", ec.message()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SpawnError(int err, const SpawnRequest& req) {
+  // The program and workdir were checked just before, so these mean a race with the
+  // filesystem or a log file we cannot open; the message carries both paths.
+  const std::string message =
+      absl::StrCat("spawn ", Quoted(req.argv[0]), " (log ", Quoted(req.log_path),
+                   req.workdir.empty() ? "" : absl::StrCat(", workdir ", Quoted(req.workdir)),
+                   "): ", std::strerror(err));
+  switch (err) {
+    case ENOENT:
+      return Error(absl::StatusCode::kNotFound, "COMMAND_NOT_FOUND", message);
+    case EACCES:
+    case EPERM:
+    case ENOEXEC:
+      return Error(absl::StatusCode::kPermissionDenied, "COMMAND_NOT_EXECUTABLE", message);
+    default:
+      return Error(absl::StatusCode::kInternal, "SPAWN_FAILED", message);
+  }
+}
+
+absl::Status ValidateRequest(const SpawnRequest& req) {
+  if (req.instance_id.empty()) return InvalidArgument("spawn: empty instance id");
+  if (req.argv.empty() || req.argv[0].empty()) {
+    return InvalidArgument(absl::StrCat("instance ", req.instance_id, ": empty command"));
+  }
+  if (req.log_path.empty()) {
+    return InvalidArgument(absl::StrCat("instance ", req.instance_id, ": empty log path"));
+  }
+  for (const auto& [key, value] : req.env) {
+    if (key.empty() || key.find('=') != std::string::npos) {
+      return InvalidArgument(
+          absl::StrCat("instance ", req.instance_id, ": bad environment name ", Quoted(key)));
+    }
+  }
+  const Limits& l = req.limits;
+  if ((l.memory_mb && *l.memory_mb <= 0) || (l.max_procs && *l.max_procs <= 0) ||
+      (l.max_open_files && *l.max_open_files <= 0)) {
+    return InvalidArgument(absl::StrCat("instance ", req.instance_id, ": limits must be > 0"));
+  }
+  return absl::OkStatus();
+}
+
+std::string SelfExe() {
+  std::error_code ec;
+  auto path = std::filesystem::read_symlink("/proc/self/exe", ec);
+  // "/proc/self/exe" itself still names our binary inside the (vforked) child.
+  return ec ? std::string("/proc/self/exe") : path.string();
+}
+
+class ProcessRuntime final : public Runtime {
+ public:
+  ProcessRuntime(asio::io_context& io, ProcessRuntimeOptions options)
+      : io_(io),
+        options_(std::move(options)),
+        shim_path_(options_.limits_shim_path.empty() ? SelfExe() : options_.limits_shim_path),
+        rotate_timer_(io) {
+    if (const char* p = std::getenv("PATH"); p != nullptr && *p != '\0') {
+      daemon_path_ = p;
+    } else {
+      daemon_path_ = kDefaultPath;
+    }
+    // One attribute object serves every spawn: posix_spawn only reads it.
+    posix_spawnattr_init(&attr_);
+    sigset_t none;
+    sigemptyset(&none);
+    posix_spawnattr_setsigmask(&attr_, &none);
+    sigset_t all;
+    sigfillset(&all);
+    posix_spawnattr_setsigdefault(&attr_, &all);
+    // A new process group per agent (pgid == pid), not a new session: setsid() costs
+    // 0.1-4 ms per spawn on kernels with scheduler autogroups, setpgid() microseconds.
+    // Agents never read a terminal (stdin is /dev/null) and a background daemon runs in
+    // its own session, so a session per agent buys nothing.
+    posix_spawnattr_setpgroup(&attr_, 0);
+    posix_spawnattr_setflags(&attr_, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
+                                         POSIX_SPAWN_SETSIGDEF);
+  }
+
+  ~ProcessRuntime() override {
+    alive_.reset();    // queued timer/post handlers become no-ops
+    watches_.clear();  // closes pidfds: pending waits complete as aborted, agents live on
+    rotate_timer_.cancel();
+    posix_spawnattr_destroy(&attr_);
+  }
+
+  void SetExitCallback(ExitCallback cb) override { exit_cb_ = std::move(cb); }
+
+  absl::StatusOr<ProcessId> Spawn(const SpawnRequest& req) override {
+    PALM_RETURN_IF_ERROR(ValidateRequest(req));
+    if (watches_.contains(req.instance_id)) {
+      return Error(absl::StatusCode::kAlreadyExists, "INSTANCE_RUNNING",
+                   absl::StrCat("instance ", req.instance_id, " already has a process"));
+    }
+    if (!req.workdir.empty()) PALM_RETURN_IF_ERROR(CheckWorkdir(req.workdir));
+    const auto path_it = req.env.find("PATH");
+    const std::string& path_env = path_it != req.env.end() ? path_it->second : daemon_path_;
+    PALM_ASSIGN_OR_RETURN(std::string program, ResolveCommand(req.argv[0], path_env, req.workdir));
+    PALM_RETURN_IF_ERROR(EnsureLogDir(req.log_path));
+
+    // argv: the program itself, or the shim applying rlimits before exec'ing it.
+    std::vector<std::string> shim_argv;
+    const std::vector<std::string>* args = &req.argv;
+    const char* exe = program.c_str();
+    const bool via_shim = HasLimits(req.limits);
+    if (via_shim) {
+      shim_argv = LimitsShimArgv(shim_path_, req.limits, program, req.argv);
+      args = &shim_argv;
+      exe = shim_path_.c_str();
+    }
+    std::vector<char*> argv;
+    argv.reserve(args->size() + 1);
+    for (const std::string& a : *args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+
+    std::vector<std::string> env_storage;
+    env_storage.reserve(req.env.size());
+    std::vector<char*> envp;
+    envp.reserve(req.env.size() + 1);
+    for (const auto& [key, value] : req.env) {
+      env_storage.push_back(absl::StrCat(key, "=", value));
+      envp.push_back(env_storage.back().data());
+    }
+    envp.push_back(nullptr);
+
+    // The child opens its own stdio, so no daemon fd is involved, and then closes every
+    // other fd (close_range, glibc 2.34+): what the daemon inherited or a library opened
+    // without O_CLOEXEC never reaches an agent. chdir comes last so a relative log path is
+    // relative to the daemon, as EnsureLogDir saw it.
+    FileActions fa;
+    posix_spawn_file_actions_addopen(fa.get(), STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(fa.get(), STDOUT_FILENO, req.log_path.c_str(),
+                                     O_WRONLY | O_APPEND | O_CREAT | O_NOCTTY, 0640);
+    posix_spawn_file_actions_adddup2(fa.get(), STDOUT_FILENO, STDERR_FILENO);
+    posix_spawn_file_actions_addclosefrom_np(fa.get(), STDERR_FILENO + 1);
+    if (!req.workdir.empty()) {
+      posix_spawn_file_actions_addchdir_np(fa.get(), req.workdir.c_str());
+    }
+
+    pid_t pid = 0;
+    // glibc runs the child with CLONE_VFORK and returns its exec/chdir/open errno here.
+    const int err = ::posix_spawn(&pid, exe, fa.get(), &attr_, argv.data(), envp.data());
+    if (err != 0) {
+      absl::Status s = SpawnError(err, req);
+      // Everything but the shim was checked: say so when it is the likely culprit.
+      return via_shim ? Annotate(s, absl::StrCat("limits shim ", Quoted(shim_path_))) : s;
+    }
+
+    // Our unreaped child keeps its pid (even as a zombie), so neither call can race a reuse.
+    const int pidfd = PidfdOpen(pid);
+    const ProcessId id{pid, ProcStartTime(pid).value_or(0)};
+    if (pidfd < 0) {
+      // Only when the daemon ignores SIGCHLD (children auto-reaped): the process is gone.
+      ReportGoneLater(req.instance_id);
+      return id;
+    }
+    Watch(req.instance_id, id, pidfd, req.log_path);
+    return id;
+  }
+
+  absl::Status Adopt(const std::string& instance_id, const ProcessId& pid,
+                     const std::string& log_path) override {
+    if (watches_.contains(instance_id)) {
+      return Error(absl::StatusCode::kAlreadyExists, "INSTANCE_RUNNING",
+                   absl::StrCat("instance ", instance_id, " already has a process"));
+    }
+    const auto gone = [&](const std::string& why) {
+      return NotFound("PROCESS_GONE",
+                      absl::StrCat("instance ", instance_id, ": process ", pid.pid, " ", why));
+    };
+    if (pid.pid <= 0) return gone("is not a valid pid");
+    // Open first, compare after: the pidfd then surely names the process we compared.
+    const int pidfd = PidfdOpen(pid.pid);
+    if (pidfd < 0) return gone(absl::StrCat("is gone (", std::strerror(errno), ")"));
+    const std::optional<uint64_t> start = ProcStartTime(pid.pid);
+    if (!start || *start != pid.start_time) {
+      ::close(pidfd);
+      return gone(start ? absl::StrCat("is now another process (start time ", *start, ", expected ",
+                                       pid.start_time, ")")
+                        : std::string("is gone"));
+    }
+    Watch(instance_id, pid, pidfd, log_path);
+    return absl::OkStatus();
+  }
+
+  absl::Status Signal(const std::string& instance_id, int sig) override {
+    const auto it = watches_.find(instance_id);
+    if (it == watches_.end()) {
+      return NotFound("INSTANCE_NOT_RUNNING",
+                      absl::StrCat("instance ", instance_id, " has no watched process"));
+    }
+    WatchState& w = *it->second;
+    // pgid == pid (POSIX_SPAWN_SETPGROUP). A pgid is never reused while a member lives.
+    if (::kill(-w.pid.pid, sig) == 0) return absl::OkStatus();
+    if (errno == ESRCH) {
+      // The agent left its process group (setsid/setpgid) and took the group's last
+      // member with it: signal the agent itself. The pidfd cannot hit a recycled pid,
+      // unlike kill(pid).
+      if (PidfdSendSignal(w.pidfd.native_handle(), sig) == 0 || errno == ESRCH) {
+        return absl::OkStatus();
+      }
+    }
+    return Error(absl::StatusCode::kInternal, "SIGNAL_FAILED",
+                 absl::StrCat("instance ", instance_id, ": signal ", sig, " to process group ",
+                              w.pid.pid, ": ", std::strerror(errno)));
+  }
+
+  void Forget(const std::string& instance_id) override { watches_.erase(instance_id); }
+
+  size_t Watched() const override { return watches_.size(); }
+
+ private:
+  struct WatchState {
+    WatchState(asio::io_context& io, int fd) : pidfd(io, fd) {}
+    std::string instance_id;
+    ProcessId pid;
+    std::string log_path;
+    asio::posix::stream_descriptor pidfd;  // owns the fd
+    std::string last_rotation_error;       // reported once, not every period
+  };
+
+  void Watch(const std::string& instance_id, const ProcessId& pid, int pidfd,
+             const std::string& log_path) {
+    auto w = std::make_shared<WatchState>(io_, pidfd);
+    w->instance_id = instance_id;
+    w->pid = pid;
+    w->log_path = log_path;
+    watches_.emplace(instance_id, w);
+    AwaitExit(w);
+    ArmRotation();
+  }
+
+  // The map owns each WatchState; handlers hold weak references, so a handler whose watch
+  // was forgotten (or whose runtime was destroyed) does nothing, even when it was already
+  // queued as successful before the fd was closed.
+  void AwaitExit(const std::shared_ptr<WatchState>& w) {
+    w->pidfd.async_wait(
+        asio::posix::stream_descriptor::wait_read,
+        [this, weak = std::weak_ptr<WatchState>(w)](const boost::system::error_code& ec) {
+          if (auto w = weak.lock()) OnPidfdReadable(w, ec);
+        });
+  }
+
+  void OnPidfdReadable(const std::shared_ptr<WatchState>& w, const boost::system::error_code& ec) {
+    if (ec == asio::error::operation_aborted) return;
+    siginfo_t info;
+    std::memset(&info, 0, sizeof(info));
+    int r;
+    do {
+      r = ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(w->pidfd.native_handle()),
+                   &info, WEXITED | WNOHANG);
+    } while (r < 0 && errno == EINTR);
+    ExitStatus status;
+    if (r == 0) {
+      if (info.si_pid == 0 && !ec) {  // not exited after all: keep waiting
+        AwaitExit(w);
+        return;
+      }
+      if (info.si_code == CLD_EXITED) {
+        status.code = info.si_status;
+      } else if (info.si_code == CLD_KILLED || info.si_code == CLD_DUMPED) {
+        status.signal = info.si_status;
+      }
+    }
+    // r < 0 (ECHILD): an adopted process, not our child; its exit code is unknowable.
+    const std::string instance_id = w->instance_id;
+    watches_.erase(instance_id);  // before the callback, which may Spawn the same id again
+    if (exit_cb_) {
+      const ExitCallback cb = exit_cb_;  // survives a SetExitCallback from inside
+      cb(instance_id, status);
+    }
+  }
+
+  void ReportGoneLater(const std::string& instance_id) {
+    asio::post(io_, [this, alive = std::weak_ptr<int>(alive_), instance_id] {
+      if (alive.expired() || !exit_cb_) return;
+      const ExitCallback cb = exit_cb_;
+      cb(instance_id, ExitStatus{});
+    });
+  }
+
+  // The rotation timer runs only while something is watched, so an idle runtime leaves the
+  // io_context free to run out of work.
+  void ArmRotation() {
+    if (rotation_armed_ || watches_.empty() || options_.log_max_bytes == 0 ||
+        options_.log_check_period <= absl::ZeroDuration()) {
+      return;
+    }
+    rotation_armed_ = true;
+    rotate_timer_.expires_after(
+        std::chrono::nanoseconds(absl::ToInt64Nanoseconds(options_.log_check_period)));
+    rotate_timer_.async_wait(
+        [this, alive = std::weak_ptr<int>(alive_)](const boost::system::error_code& ec) {
+          if (alive.expired()) return;
+          rotation_armed_ = false;
+          if (ec) return;
+          RotateLogs();
+          ArmRotation();
+        });
+  }
+
+  void RotateLogs() {
+    for (auto& [id, w] : watches_) {
+      if (w->log_path.empty()) continue;
+      absl::StatusOr<bool> rotated =
+          RotateLogIfLarger(w->log_path, options_.log_max_bytes, options_.log_keep);
+      if (rotated.ok()) {
+        w->last_rotation_error.clear();
+      } else if (std::string msg(rotated.status().message()); msg != w->last_rotation_error) {
+        // Logged once per new error, not every period; the agent keeps running regardless.
+        PALM_LOG(kWarning, "instance ", id, ": ", msg);
+        w->last_rotation_error = std::move(msg);
+      }
+    }
+  }
+
+  asio::io_context& io_;
+  const ProcessRuntimeOptions options_;
+  const std::string shim_path_;
+  std::string daemon_path_;
+  posix_spawnattr_t attr_;
+  ExitCallback exit_cb_;
+  absl::flat_hash_map<std::string, std::shared_ptr<WatchState>> watches_;
+  asio::steady_timer rotate_timer_;
+  bool rotation_armed_ = false;
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0);
+};
+
+}  // namespace
+
+std::unique_ptr<Runtime> NewProcessRuntime(boost::asio::io_context& io,
+                                           ProcessRuntimeOptions options) {
+  return std::make_unique<ProcessRuntime>(io, std::move(options));
+}
+
+}  // namespace palm::runtime

@@ -1,0 +1,489 @@
+#include "palm/runtime/process_runtime.h"
+
+#include <signal.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "boost/asio/io_context.hpp"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace palm::runtime {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+
+constexpr auto kDeadline = std::chrono::seconds(10);
+
+std::string Read(const fs::path& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// True while `pid` exists and is not a zombie.
+bool Running(int pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(in, line)) return false;
+  const size_t close = line.rfind(')');
+  return close != std::string::npos && close + 2 < line.size() && line[close + 2] != 'Z';
+}
+
+// Waits for a condition that does not depend on the io_context (e.g. another process).
+bool Eventually(const std::function<bool()>& pred) {
+  const auto deadline = std::chrono::steady_clock::now() + kDeadline;
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return true;
+}
+
+// A fresh directory for one test, unique even across concurrent runs of this binary.
+std::filesystem::path MakeTempDir() {
+  std::string tmpl = ::testing::TempDir() + "/palm_runtime_test_XXXXXX";
+  if (::mkdtemp(tmpl.data()) == nullptr) std::abort();
+  return tmpl;
+}
+
+struct Exit {
+  std::string instance_id;
+  ExitStatus status;
+};
+
+class ProcessRuntimeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = MakeTempDir();
+    NewRuntime({});
+  }
+
+  void TearDown() override {
+    // Leave no process behind, even when a test failed half-way.
+    for (int pid : to_kill_) kill(-pid, SIGKILL), kill(pid, SIGKILL);
+    rt_.reset();
+    // SIGKILLed, so this returns promptly; ECHILD for those already reaped or not ours.
+    for (int pid : to_kill_) waitpid(pid, nullptr, 0);
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+
+  void NewRuntime(ProcessRuntimeOptions options) {
+    options.limits_shim_path = PALM_LIMITS_SHIM;
+    rt_ = NewProcessRuntime(io_, options);
+    rt_->SetExitCallback([this](const std::string& id, ExitStatus st) {
+      exits_.push_back({id, st});
+    });
+  }
+
+  SpawnRequest Request(const std::string& id, std::vector<std::string> argv) {
+    SpawnRequest req;
+    req.instance_id = id;
+    req.argv = std::move(argv);
+    req.env = {{"PATH", "/usr/bin:/bin"}};
+    req.log_path = (dir_ / "logs" / (id + ".log")).string();
+    return req;
+  }
+
+  absl::StatusOr<ProcessId> Spawn(const SpawnRequest& req) {
+    absl::StatusOr<ProcessId> pid = rt_->Spawn(req);
+    if (pid.ok()) to_kill_.push_back(pid->pid);
+    return pid;
+  }
+
+  // Runs the loop until `pred` holds or the deadline passes.
+  bool RunUntil(const std::function<bool()>& pred) {
+    const auto deadline = std::chrono::steady_clock::now() + kDeadline;
+    while (!pred()) {
+      if (std::chrono::steady_clock::now() > deadline) return false;
+      io_.restart();
+      io_.run_for(std::chrono::milliseconds(10));
+    }
+    return true;
+  }
+
+  bool RunUntilExits(size_t n) {
+    return RunUntil([&] { return exits_.size() >= n; });
+  }
+
+  fs::path dir_;
+  boost::asio::io_context io_;
+  std::unique_ptr<Runtime> rt_;
+  std::vector<Exit> exits_;
+  std::vector<int> to_kill_;
+};
+
+TEST_F(ProcessRuntimeTest, OutputGoesToLogAndExitCodeIsReported) {
+  SpawnRequest req = Request("a-001", {"sh", "-c", "echo hi; echo err >&2; exit 3"});
+  absl::StatusOr<ProcessId> pid = Spawn(req);
+  ASSERT_TRUE(pid.ok()) << pid.status();
+  EXPECT_GT(pid->pid, 0);
+  EXPECT_EQ(pid->start_time, ProcStartTime(pid->pid).value_or(0));
+  EXPECT_EQ(rt_->Watched(), 1u);
+  ASSERT_TRUE(RunUntilExits(1));
+  EXPECT_EQ(exits_[0].instance_id, "a-001");
+  EXPECT_EQ(exits_[0].status.code, 3);
+  EXPECT_EQ(exits_[0].status.signal, std::nullopt);
+  EXPECT_EQ(rt_->Watched(), 0u);
+  EXPECT_EQ(Read(req.log_path), "hi\nerr\n");
+  EXPECT_EQ(fs::status(req.log_path).permissions() & fs::perms::all,
+            fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read);
+  // The child was reaped by the runtime.
+  EXPECT_EQ(waitpid(pid->pid, nullptr, WNOHANG), -1);
+}
+
+TEST_F(ProcessRuntimeTest, LogIsAppendedNotTruncated) {
+  SpawnRequest req = Request("a-001", {"/bin/echo", "second"});
+  fs::create_directories(fs::path(req.log_path).parent_path());
+  std::ofstream(req.log_path) << "first\n";
+  ASSERT_TRUE(Spawn(req).ok());
+  ASSERT_TRUE(RunUntilExits(1));
+  EXPECT_EQ(exits_[0].status.code, 0);
+  EXPECT_EQ(Read(req.log_path), "first\nsecond\n");
+}
+
+TEST_F(ProcessRuntimeTest, StdinIsDevNull) {
+  SpawnRequest req = Request("a-001", {"sh", "-c", "cat; echo done"});
+  ASSERT_TRUE(Spawn(req).ok());
+  ASSERT_TRUE(RunUntilExits(1));
+  EXPECT_EQ(exits_[0].status.code, 0);
+  EXPECT_EQ(Read(req.log_path), "done\n");
+}
+
+TEST_F(ProcessRuntimeTest, KilledBySignalIsReported) {
+  absl::StatusOr<ProcessId> pid = Spawn(Request("a-001", {"sleep", "30"}));
+  ASSERT_TRUE(pid.ok()) << pid.status();
+  ASSERT_TRUE(rt_->Signal("a-001", SIGTERM).ok());
+  ASSERT_TRUE(RunUntilExits(1));
+  EXPECT_EQ(exits_[0].status.signal, SIGTERM);
+  EXPECT_EQ(exits_[0].status.code, std::nullopt);
+  EXPECT_EQ(rt_->Signal("a-001", SIGTERM).code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(ProcessRuntimeTest, SignalDefaultsAreRestoredInTheChild) {
+  // The daemon blocks and ignores signals; the agent must not inherit that.
+  sigset_t block, old;
+  sigemptyset(&block);
+  sigaddset(&block, SIGTERM);
+  ASSERT_EQ(pthread_sigmask(SIG_BLOCK, &block, &old), 0);
+  struct sigaction ign = {}, old_int;
+  ign.sa_handler = SIG_IGN;
+  ASSERT_EQ(sigaction(SIGINT, &ign, &old_int), 0);
+  absl::StatusOr<ProcessId> a = Spawn(Request("a-001", {"sleep", "30"}));
+  absl::StatusOr<ProcessId> b = Spawn(Request("a-002", {"sleep", "30"}));
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  sigaction(SIGINT, &old_int, nullptr);
+  ASSERT_TRUE(a.ok() && b.ok());
+  ASSERT_TRUE(rt_->Signal("a-001", SIGTERM).ok());
+  ASSERT_TRUE(rt_->Signal("a-002", SIGINT).ok());
+  ASSERT_TRUE(RunUntilExits(2));
+  for (const Exit& e : exits_) {
+    EXPECT_EQ(e.status.signal, e.instance_id == "a-001" ? SIGTERM : SIGINT) << e.instance_id;
+  }
+}
+
+TEST_F(ProcessRuntimeTest, CommandNotFound) {
+  absl::StatusOr<ProcessId> pid = Spawn(Request("a-001", {"palm-no-such-command", "x"}));
+  ASSERT_EQ(pid.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(std::string(pid.status().message()),
+            "command \"palm-no-such-command\" not found on PATH (/usr/bin:/bin)");
+  EXPECT_EQ(rt_->Watched(), 0u);
+  EXPECT_EQ(waitpid(-1, nullptr, WNOHANG), -1);  // no child was created
+  EXPECT_EQ(Spawn(Request("a-001", {"/nonexistent/bin/x"})).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST_F(ProcessRuntimeTest, PathComesFromTheRequestEnv) {
+  SpawnRequest req = Request("a-001", {"sleep", "0"});
+  req.env["PATH"] = dir_.string();  // no sleep there, though the daemon's PATH has one
+  EXPECT_EQ(Spawn(req).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(ProcessRuntimeTest, CommandNotExecutable) {
+  const fs::path script = dir_ / "script.sh";
+  std::ofstream(script) << "#!/bin/sh\necho hi\n";
+  fs::permissions(script, fs::perms::owner_read | fs::perms::owner_write);
+  absl::StatusOr<ProcessId> pid = Spawn(Request("a-001", {script.string()}));
+  EXPECT_EQ(pid.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(std::string(pid.status().message()), HasSubstr("not executable"));
+  EXPECT_EQ(rt_->Watched(), 0u);
+}
+
+TEST_F(ProcessRuntimeTest, BadWorkdir) {
+  SpawnRequest req = Request("a-001", {"sleep", "0"});
+  req.workdir = (dir_ / "missing").string();
+  absl::StatusOr<ProcessId> pid = Spawn(req);
+  ASSERT_EQ(pid.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(pid.status().message()), HasSubstr(req.workdir));
+  EXPECT_EQ(rt_->Watched(), 0u);
+
+  std::ofstream(dir_ / "file") << "x";
+  req.workdir = (dir_ / "file").string();
+  EXPECT_EQ(Spawn(req).status().code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(ProcessRuntimeTest, WorkdirIsTheChildsCwd) {
+  fs::create_directories(dir_ / "work");
+  std::ofstream(dir_ / "work" / "run.sh") << "#!/bin/sh\npwd\n";
+  fs::permissions(dir_ / "work" / "run.sh", fs::perms::owner_all);
+  SpawnRequest req = Request("a-001", {"./run.sh"});  // relative to the workdir
+  req.workdir = (dir_ / "work").string();
+  absl::StatusOr<ProcessId> pid = Spawn(req);
+  ASSERT_TRUE(pid.ok()) << pid.status();
+  ASSERT_TRUE(RunUntilExits(1));
+  EXPECT_EQ(Read(req.log_path), fs::canonical(dir_ / "work").string() + "\n");
+}
+
+TEST_F(ProcessRuntimeTest, EachAgentHasItsOwnProcessGroup) {
+  absl::StatusOr<ProcessId> pid = Spawn(Request("a-001", {"sleep", "30"}));
+  ASSERT_TRUE(pid.ok()) << pid.status();
+  EXPECT_EQ(getpgid(pid->pid), pid->pid);
+  EXPECT_NE(getpgid(pid->pid), getpgid(0));
+  ASSERT_TRUE(rt_->Signal("a-001", SIGKILL).ok());
+  ASSERT_TRUE(RunUntilExits(1));
+  EXPECT_EQ(exits_[0].status.signal, SIGKILL);
+}
+
+TEST_F(ProcessRuntimeTest, SignalReachesTheWholeProcessGroup) {
+  const fs::path child_file = dir_ / "child.pid";
+  SpawnRequest req =
+      Request("a-001", {"sh", "-c", "sleep 30 & echo $! > " + child_file.string() + "; wait"});
+  absl::StatusOr<ProcessId> pid = Spawn(req);
+  ASSERT_TRUE(pid.ok()) << pid.status();
+  int child = 0;
+  ASSERT_TRUE(Eventually([&] {
+    std::ifstream in(child_file);
+    return static_cast<bool>(in >> child) && child > 0;
+  }));
+  to_kill_.push_back(child);
+  ASSERT_TRUE(Running(child));
+  ASSERT_TRUE(rt_->Signal("a-001", SIGTERM).ok());
+  ASSERT_TRUE(RunUntilExits(1));
+  EXPECT_EQ(exits_[0].status.signal, SIGTERM);
+  EXPECT_TRUE(Eventually([&] { return !Running(child); }));
+}
+
+TEST_F(ProcessRuntimeTest, EnvironmentIsExactlyTheRequested) {
+  SpawnRequest req = Request("a-001", {"env"});
+  req.env = {{"PATH", "/usr/bin:/bin"}, {"PALM_INSTANCE_ID", "a-001"}, {"SPACEY", "a b=c"}};
+  setenv("PALM_RUNTIME_TEST_LEAK", "1", 1);
+  ASSERT_TRUE(Spawn(req).ok());
+  unsetenv("PALM_RUNTIME_TEST_LEAK");
+  ASSERT_TRUE(RunUntilExits(1));
+  EXPECT_EQ(Read(req.log_path), "PALM_INSTANCE_ID=a-001\nPATH=/usr/bin:/bin\nSPACEY=a b=c\n");
+}
+
+TEST_F(ProcessRuntimeTest, NoDaemonFdsLeakIntoTheAgent) {
+  SpawnRequest req = Request("a-001", {"sh", "-c", "ls /proc/self/fd"});
+  ASSERT_TRUE(Spawn(req).ok());
+  absl::StatusOr<ProcessId> other = Spawn(Request("a-002", {"sleep", "30"}));  // a pidfd open
+  ASSERT_TRUE(other.ok());
+  ASSERT_TRUE(RunUntilExits(1));
+  // 0, 1, 2 and the fd ls opens for the directory itself: neither the pidfd nor whatever
+  // the test binary inherited without O_CLOEXEC.
+  EXPECT_EQ(Read(req.log_path), "0\n1\n2\n3\n");
+}
+
+TEST_F(ProcessRuntimeTest, LimitsAreAppliedThroughTheShim) {
+  SpawnRequest req = Request("a-001", {"sh", "-c", "ulimit -n; ulimit -v; echo $0"});
+  req.limits.max_open_files = 77;
+  req.limits.memory_mb = 512;
+  req.limits.max_procs = 10000;
+  absl::StatusOr<ProcessId> pid = Spawn(req);
+  ASSERT_TRUE(pid.ok()) << pid.status();
+  ASSERT_TRUE(RunUntilExits(1));
+  EXPECT_EQ(exits_[0].status.code, 0) << Read(req.log_path);
+  EXPECT_EQ(Read(req.log_path), "77\n524288\nsh\n");  // argv[0] kept as given
+}
+
+TEST_F(ProcessRuntimeTest, CommandNotFoundIsSynchronousWithLimitsToo) {
+  SpawnRequest req = Request("a-001", {"palm-no-such-command"});
+  req.limits.max_open_files = 77;
+  EXPECT_EQ(Spawn(req).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(rt_->Watched(), 0u);
+}
+
+TEST_F(ProcessRuntimeTest, ShimFailureShowsInTheLog) {
+  SpawnRequest req = Request("a-001", {"true"});
+  req.limits.max_open_files = int64_t{1} << 40;  // above the hard limit: EPERM
+  ASSERT_TRUE(Spawn(req).ok());
+  ASSERT_TRUE(RunUntilExits(1));
+  EXPECT_EQ(exits_[0].status.code, 127);
+  EXPECT_THAT(Read(req.log_path), HasSubstr("setrlimit(RLIMIT_NOFILE"));
+}
+
+TEST_F(ProcessRuntimeTest, InvalidRequests) {
+  EXPECT_EQ(Spawn(Request("a-001", {})).status().code(), absl::StatusCode::kInvalidArgument);
+  SpawnRequest req = Request("a-001", {"true"});
+  req.env["A=B"] = "x";
+  EXPECT_EQ(Spawn(req).status().code(), absl::StatusCode::kInvalidArgument);
+  req = Request("a-001", {"true"});
+  req.limits.max_procs = 0;
+  EXPECT_EQ(Spawn(req).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(ProcessRuntimeTest, SecondSpawnOfARunningInstanceIsRefused) {
+  ASSERT_TRUE(Spawn(Request("a-001", {"sleep", "30"})).ok());
+  EXPECT_EQ(Spawn(Request("a-001", {"sleep", "30"})).status().code(),
+            absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(rt_->Watched(), 1u);
+}
+
+TEST_F(ProcessRuntimeTest, ExitCallbackMayRespawnTheSameInstance) {
+  int runs = 0;
+  rt_->SetExitCallback([&](const std::string& id, ExitStatus st) {
+    exits_.push_back({id, st});
+    if (++runs < 3) {
+      ASSERT_TRUE(Spawn(Request(id, {"sh", "-c", "echo run"})).ok());
+    }
+  });
+  SpawnRequest req = Request("a-001", {"sh", "-c", "echo run"});
+  ASSERT_TRUE(Spawn(req).ok());
+  ASSERT_TRUE(RunUntilExits(3));
+  EXPECT_EQ(Read(req.log_path), "run\nrun\nrun\n");
+  EXPECT_EQ(rt_->Watched(), 0u);
+}
+
+TEST_F(ProcessRuntimeTest, ForgetStopsWatchingAndLeavesTheProcessRunning) {
+  absl::StatusOr<ProcessId> pid = Spawn(Request("a-001", {"sleep", "30"}));
+  ASSERT_TRUE(pid.ok());
+  rt_->Forget("a-001");
+  EXPECT_EQ(rt_->Watched(), 0u);
+  EXPECT_EQ(rt_->Signal("a-001", SIGKILL).code(), absl::StatusCode::kNotFound);
+  kill(pid->pid, SIGKILL);
+  int st = 0;
+  ASSERT_EQ(waitpid(pid->pid, &st, 0), pid->pid);  // still ours to reap: nobody else did
+  io_.restart();
+  io_.run_for(std::chrono::milliseconds(20));
+  EXPECT_TRUE(exits_.empty());
+}
+
+TEST_F(ProcessRuntimeTest, DestroyingTheRuntimeLeavesAgentsRunningAndCancelsWaits) {
+  absl::StatusOr<ProcessId> running = Spawn(Request("a-001", {"sleep", "30"}));
+  absl::StatusOr<ProcessId> exited = Spawn(Request("a-002", {"sh", "-c", "exit 0"}));
+  ASSERT_TRUE(running.ok() && exited.ok());
+  // The loop has not run: a-002's exit is pending in the reactor when the runtime goes.
+  ASSERT_TRUE(Eventually([&] { return !Running(exited->pid); }));
+  rt_.reset();
+  EXPECT_TRUE(Running(running->pid));  // the agent outlives the runtime (daemon restart)
+  kill(running->pid, SIGKILL);
+  ASSERT_TRUE(Eventually([&] { return !Running(running->pid); }));
+  io_.restart();
+  io_.run_for(std::chrono::milliseconds(20));
+  EXPECT_TRUE(exits_.empty());
+  EXPECT_EQ(waitpid(running->pid, nullptr, WNOHANG), running->pid);  // nobody reaped it
+  EXPECT_EQ(waitpid(exited->pid, nullptr, WNOHANG), exited->pid);
+}
+
+TEST_F(ProcessRuntimeTest, AdoptWatchesAProcessThatIsNotOurChild) {
+  // sh starts sleep in the background and exits: sleep is orphaned, not our child.
+  const fs::path pid_file = dir_ / "orphan.pid";
+  const std::string cmd = "sleep 30 & echo $! > " + pid_file.string();
+  char sh[] = "sh", c[] = "-c";
+  char* argv[] = {sh, c, const_cast<char*>(cmd.c_str()), nullptr};
+  pid_t shell;
+  ASSERT_EQ(posix_spawn(&shell, "/bin/sh", nullptr, nullptr, argv, environ), 0);
+  ASSERT_EQ(waitpid(shell, nullptr, 0), shell);
+  int orphan = 0;
+  std::ifstream(pid_file) >> orphan;
+  ASSERT_GT(orphan, 0);
+  to_kill_.push_back(orphan);
+  const std::optional<uint64_t> start = ProcStartTime(orphan);
+  ASSERT_TRUE(start.has_value());
+
+  const std::string log = (dir_ / "adopted.log").string();
+  EXPECT_EQ(rt_->Adopt("a-001", ProcessId{orphan, *start + 1}, log).code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(rt_->Watched(), 0u);
+
+  ASSERT_TRUE(rt_->Adopt("a-001", ProcessId{orphan, *start}, log).ok());
+  EXPECT_EQ(rt_->Watched(), 1u);
+  EXPECT_EQ(rt_->Adopt("a-001", ProcessId{orphan, *start}, log).code(),
+            absl::StatusCode::kAlreadyExists);
+  ASSERT_TRUE(rt_->Signal("a-001", SIGKILL).ok());
+  ASSERT_TRUE(RunUntilExits(1));
+  EXPECT_EQ(exits_[0].instance_id, "a-001");
+  EXPECT_EQ(exits_[0].status.code, std::nullopt);  // not our child: unknowable
+  EXPECT_EQ(exits_[0].status.signal, std::nullopt);
+  EXPECT_EQ(rt_->Watched(), 0u);
+}
+
+TEST_F(ProcessRuntimeTest, AdoptOurOwnChildReportsItsStatus) {
+  char sleep[] = "sleep", thirty[] = "30";
+  char* argv[] = {sleep, thirty, nullptr};
+  pid_t pid;
+  ASSERT_EQ(posix_spawn(&pid, "/bin/sleep", nullptr, nullptr, argv, environ), 0);
+  to_kill_.push_back(pid);
+  ASSERT_TRUE(
+      rt_->Adopt("a-001", ProcessId{pid, ProcStartTime(pid).value()}, (dir_ / "l").string()).ok());
+  kill(pid, SIGKILL);
+  ASSERT_TRUE(RunUntilExits(1));
+  EXPECT_EQ(exits_[0].status.signal, SIGKILL);
+}
+
+TEST_F(ProcessRuntimeTest, AdoptAGoneProcess) {
+  char t[] = "true";
+  char* argv[] = {t, nullptr};
+  pid_t pid;
+  ASSERT_EQ(posix_spawn(&pid, "/bin/true", nullptr, nullptr, argv, environ), 0);
+  const uint64_t start = ProcStartTime(pid).value();
+  ASSERT_EQ(waitpid(pid, nullptr, 0), pid);
+  absl::Status s = rt_->Adopt("a-001", ProcessId{pid, start}, (dir_ / "l").string());
+  EXPECT_EQ(s.code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(std::string(s.message()), HasSubstr(std::to_string(pid)));
+  EXPECT_EQ(rt_->Watched(), 0u);
+}
+
+TEST_F(ProcessRuntimeTest, LogsOfWatchedProcessesAreRotated) {
+  ProcessRuntimeOptions options;
+  options.log_max_bytes = 16;
+  options.log_keep = 1;
+  options.log_check_period = absl::Milliseconds(5);
+  NewRuntime(options);
+  SpawnRequest req = Request("a-001", {"sh", "-c", "echo 0123456789abcdefghij; sleep 30"});
+  ASSERT_TRUE(Spawn(req).ok());
+  ASSERT_TRUE(RunUntil([&] { return fs::exists(req.log_path + ".1"); }));
+  EXPECT_EQ(Read(req.log_path + ".1"), "0123456789abcdefghij\n");
+  EXPECT_EQ(fs::file_size(req.log_path), 0u);
+  ASSERT_TRUE(rt_->Signal("a-001", SIGKILL).ok());
+  ASSERT_TRUE(RunUntilExits(1));
+  // With nothing watched the timer stops: the loop runs out of work.
+  io_.restart();
+  const auto begin = std::chrono::steady_clock::now();
+  io_.run_for(std::chrono::seconds(2));
+  EXPECT_LT(std::chrono::steady_clock::now() - begin, std::chrono::seconds(1));
+}
+
+TEST_F(ProcessRuntimeTest, ExitIsObservedPromptly) {
+  absl::StatusOr<ProcessId> pid = Spawn(Request("a-001", {"sleep", "30"}));
+  ASSERT_TRUE(pid.ok());
+  std::chrono::steady_clock::time_point observed;
+  rt_->SetExitCallback([&](const std::string& id, ExitStatus st) {
+    observed = std::chrono::steady_clock::now();
+    exits_.push_back({id, st});
+  });
+  kill(pid->pid, SIGKILL);
+  // Wait until the kernel has turned it into a zombie, then time the loop alone.
+  ASSERT_TRUE(Eventually([&] { return !Running(pid->pid); }));
+  const auto zombie = std::chrono::steady_clock::now();
+  ASSERT_TRUE(RunUntilExits(1));
+  EXPECT_LT(observed - zombie, std::chrono::milliseconds(50));  // generous for loaded CI
+}
+
+}  // namespace
+}  // namespace palm::runtime

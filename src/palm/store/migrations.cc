@@ -1,0 +1,128 @@
+#include "palm/store/migrations.h"
+
+#include <sqlite3.h>
+
+#include "absl/strings/str_cat.h"
+#include "palm/base/error.h"
+#include "palm/store/sqlite_util.h"
+
+namespace palm::store {
+namespace {
+
+using internal::Exec;
+using internal::SqliteStatus;
+
+constexpr std::string_view kV1 = R"sql(
+CREATE TABLE specs (
+  tenant     TEXT NOT NULL CHECK (tenant <> ''),
+  name       TEXT NOT NULL CHECK (name <> ''),
+  version    TEXT NOT NULL CHECK (version <> ''),
+  doc        TEXT NOT NULL,
+  deprecated INTEGER NOT NULL DEFAULT 0 CHECK (deprecated IN (0, 1)),
+  created_at TEXT NOT NULL,
+  PRIMARY KEY (tenant, name, version)
+);
+CREATE TABLE deployments (
+  tenant TEXT NOT NULL CHECK (tenant <> ''),
+  name   TEXT NOT NULL CHECK (name <> ''),
+  doc    TEXT NOT NULL,
+  PRIMARY KEY (tenant, name)
+);
+CREATE TABLE instances (
+  tenant     TEXT NOT NULL CHECK (tenant <> ''),
+  id         TEXT NOT NULL CHECK (id <> ''),
+  deployment TEXT NOT NULL CHECK (deployment <> ''),
+  doc        TEXT NOT NULL,
+  PRIMARY KEY (tenant, id)
+);
+CREATE INDEX instances_by_deployment ON instances (tenant, deployment);
+CREATE TABLE tokens (
+  hash        TEXT PRIMARY KEY CHECK (hash <> ''),
+  tenant      TEXT NOT NULL CHECK (tenant <> ''),
+  role        TEXT NOT NULL CHECK (role IN ('admin', 'operator', 'viewer', 'instance')),
+  instance_id TEXT NOT NULL DEFAULT '' CHECK (role <> 'instance' OR instance_id <> ''),
+  created_at  TEXT NOT NULL
+);
+CREATE TABLE meta (
+  key   TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+);
+)sql";
+
+absl::StatusOr<int> CurrentVersion(sqlite3* db, std::string_view name) {
+  sqlite3_stmt* stmt = nullptr;
+  int rc = sqlite3_prepare_v2(db, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations", -1,
+                              &stmt, nullptr);
+  if (rc != SQLITE_OK) return SqliteStatus(db, rc, absl::StrCat(std::string(name), ": reading the schema version"));
+  rc = sqlite3_step(stmt);
+  int version = rc == SQLITE_ROW ? sqlite3_column_int(stmt, 0) : 0;
+  sqlite3_finalize(stmt);
+  if (rc != SQLITE_ROW) return SqliteStatus(db, rc, absl::StrCat(std::string(name), ": reading the schema version"));
+  return version;
+}
+
+}  // namespace
+
+const std::vector<Migration>& Migrations() {
+  static const auto* steps = new std::vector<Migration>{
+      {1, "specs, deployments, instances, tokens, meta", kV1},
+  };
+  return *steps;
+}
+
+int LatestSchemaVersion() { return Migrations().back().version; }
+
+absl::StatusOr<int> Migrate(sqlite3* db, std::string_view name, const std::vector<Migration>& steps) {
+  const std::string file(name);
+  const int latest = steps.empty() ? 0 : steps.back().version;
+  while (true) {
+    // IMMEDIATE takes the write lock before reading the version, so two daemons opening a
+    // fresh store at once apply each step exactly once.
+    PALM_RETURN_IF_ERROR(Exec(db, "BEGIN IMMEDIATE", file + ": starting a migration"));
+    auto rollback = [&](absl::Status st) {
+      sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+      return st;
+    };
+    absl::Status st = Exec(db,
+                           "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                           "version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
+                           file + ": creating schema_migrations");
+    if (!st.ok()) return rollback(st);
+    absl::StatusOr<int> current = CurrentVersion(db, name);
+    if (!current.ok()) return rollback(current.status());
+    if (*current > latest) {
+      return rollback(Error(
+          absl::StatusCode::kFailedPrecondition, "STORE_TOO_NEW",
+          absl::StrCat(file, " has schema version ", *current, " but this palm knows up to ",
+                       latest, ": upgrade palm"),
+          "a newer palm wrote this data dir; run that version (or newer), or restore a backup "
+          "made by this one"));
+    }
+    if (*current == latest) {
+      st = Exec(db, "COMMIT", file + ": committing");
+      if (!st.ok()) return rollback(st);
+      return latest;
+    }
+    const Migration* next = nullptr;
+    for (const Migration& m : steps) {
+      if (m.version == *current + 1) next = &m;
+    }
+    if (next == nullptr) {
+      return rollback(Error(absl::StatusCode::kInternal, "INTERNAL",
+                            absl::StrCat(file, ": no migration step to version ", *current + 1)));
+    }
+    std::string context = absl::StrCat(file, ": migration ", next->version, " (",
+                                       std::string(next->description), ")");
+    st = Exec(db, next->sql, context);
+    if (st.ok()) {
+      st = Exec(db,
+                absl::StrCat("INSERT INTO schema_migrations (version, applied_at) VALUES (",
+                             next->version, ", strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))"),
+                context);
+    }
+    if (st.ok()) st = Exec(db, "COMMIT", context);
+    if (!st.ok()) return rollback(st);
+  }
+}
+
+}  // namespace palm::store

@@ -1,0 +1,379 @@
+// The SQLite implementation of Store (docs/formats/store.md).
+#include <sqlite3.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <map>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "palm/base/error.h"
+#include "palm/store/migrations.h"
+#include "palm/store/sqlite_util.h"
+#include "palm/store/store.h"
+
+namespace palm::store {
+
+bool WriteBatch::empty() const {
+  return put_specs.empty() && put_deployments.empty() && delete_deployments.empty() &&
+         put_instances.empty() && delete_instances.empty() && put_tokens.empty() &&
+         delete_tokens.empty();
+}
+
+namespace {
+
+using internal::Exec;
+using internal::SqliteStatus;
+using internal::StmtScope;
+
+// Statements, prepared once per store and reused (SQLITE_PREPARE_PERSISTENT).
+constexpr char kPutSpec[] =
+    "INSERT INTO specs (tenant, name, version, doc, deprecated, created_at) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, COALESCE(?6, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))) "
+    "ON CONFLICT (tenant, name, version) DO UPDATE SET doc = excluded.doc, "
+    "deprecated = excluded.deprecated";
+constexpr char kPutDeployment[] =
+    "INSERT INTO deployments (tenant, name, doc) VALUES (?1, ?2, ?3) "
+    "ON CONFLICT (tenant, name) DO UPDATE SET doc = excluded.doc";
+constexpr char kDeleteDeployment[] = "DELETE FROM deployments WHERE tenant = ?1 AND name = ?2";
+constexpr char kPutInstance[] =
+    "INSERT INTO instances (tenant, id, deployment, doc) VALUES (?1, ?2, ?3, ?4) "
+    "ON CONFLICT (tenant, id) DO UPDATE SET deployment = excluded.deployment, doc = excluded.doc";
+constexpr char kDeleteInstance[] = "DELETE FROM instances WHERE tenant = ?1 AND id = ?2";
+constexpr char kPutToken[] =
+    "INSERT INTO tokens (hash, tenant, role, instance_id, created_at) "
+    "VALUES (?1, ?2, ?3, ?4, COALESCE(NULLIF(?5, ''), strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))) "
+    "ON CONFLICT (hash) DO UPDATE SET tenant = excluded.tenant, role = excluded.role, "
+    "instance_id = excluded.instance_id";
+constexpr char kDeleteToken[] = "DELETE FROM tokens WHERE hash = ?1";
+constexpr char kListSpecs[] =
+    "SELECT tenant, name, version, doc, deprecated FROM specs ORDER BY rowid";
+constexpr char kListDeployments[] = "SELECT tenant, name, doc FROM deployments ORDER BY rowid";
+constexpr char kListInstances[] =
+    "SELECT tenant, id, deployment, doc FROM instances ORDER BY rowid";
+constexpr char kListTokens[] =
+    "SELECT hash, tenant, role, instance_id, created_at FROM tokens ORDER BY rowid";
+constexpr char kGetMeta[] = "SELECT value FROM meta WHERE key = ?1";
+constexpr char kPutMeta[] =
+    "INSERT INTO meta (key, value) VALUES (?1, ?2) "
+    "ON CONFLICT (key) DO UPDATE SET value = excluded.value";
+constexpr char kPing[] = "SELECT 1";
+
+std::string Basename(const std::string& path) {
+  size_t slash = path.rfind('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+void BindText(sqlite3_stmt* s, int i, const std::string& v) {
+  sqlite3_bind_text(s, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
+}
+
+std::string ColumnText(sqlite3_stmt* s, int i) {
+  const unsigned char* p = sqlite3_column_text(s, i);
+  return p == nullptr ? std::string()
+                      : std::string(reinterpret_cast<const char*>(p), sqlite3_column_bytes(s, i));
+}
+
+// The document as stored: compact JSON text. Refuses strings that are not UTF-8 rather than
+// letting nlohmann throw.
+absl::StatusOr<std::string> DocText(const Json& doc, std::string_view what) {
+  try {
+    return doc.dump();
+  } catch (const std::exception& e) {
+    return InvalidArgument(absl::StrCat(std::string(what), ": document cannot be stored: ", e.what()));
+  }
+}
+
+class SqliteStore final : public Store {
+ public:
+  SqliteStore(sqlite3* db, std::string name) : db_(db), name_(std::move(name)) {}
+
+  ~SqliteStore() override {
+    for (auto& [sql, stmt] : stmts_) sqlite3_finalize(stmt);
+    sqlite3_close_v2(db_);
+  }
+
+  absl::Status Init(int schema_version) {
+    schema_version_ = schema_version;
+    return absl::OkStatus();
+  }
+
+  absl::Status Apply(const WriteBatch& batch) override {
+    if (batch.empty()) return absl::OkStatus();
+    PALM_RETURN_IF_ERROR(Exec(db_, "BEGIN IMMEDIATE", name_ + ": starting a write"));
+    absl::Status st = ApplyInTransaction(batch);
+    if (st.ok()) st = Exec(db_, "COMMIT", name_ + ": committing a write");
+    if (!st.ok()) {
+      // The transaction may already be gone (SQLite rolls back on some errors).
+      if (!sqlite3_get_autocommit(db_)) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+      return st;
+    }
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::vector<SpecRow>> ListSpecs() override {
+    std::vector<SpecRow> rows;
+    PALM_RETURN_IF_ERROR(Query(kListSpecs, "specs", [&](sqlite3_stmt* s) -> absl::Status {
+      SpecRow r{ColumnText(s, 0), ColumnText(s, 1), ColumnText(s, 2), {}, sqlite3_column_int(s, 4) != 0};
+      PALM_ASSIGN_OR_RETURN(r.doc, ParseDoc(s, 3, "specs", r.tenant + "/" + r.name + "@" + r.version));
+      rows.push_back(std::move(r));
+      return absl::OkStatus();
+    }));
+    return rows;
+  }
+
+  absl::StatusOr<std::vector<DeploymentRow>> ListDeployments() override {
+    std::vector<DeploymentRow> rows;
+    PALM_RETURN_IF_ERROR(Query(kListDeployments, "deployments", [&](sqlite3_stmt* s) -> absl::Status {
+      DeploymentRow r{ColumnText(s, 0), ColumnText(s, 1), {}};
+      PALM_ASSIGN_OR_RETURN(r.doc, ParseDoc(s, 2, "deployments", r.tenant + "/" + r.name));
+      rows.push_back(std::move(r));
+      return absl::OkStatus();
+    }));
+    return rows;
+  }
+
+  absl::StatusOr<std::vector<InstanceRow>> ListInstances() override {
+    std::vector<InstanceRow> rows;
+    PALM_RETURN_IF_ERROR(Query(kListInstances, "instances", [&](sqlite3_stmt* s) -> absl::Status {
+      InstanceRow r{ColumnText(s, 0), ColumnText(s, 1), ColumnText(s, 2), {}};
+      PALM_ASSIGN_OR_RETURN(r.doc, ParseDoc(s, 3, "instances", r.tenant + "/" + r.id));
+      rows.push_back(std::move(r));
+      return absl::OkStatus();
+    }));
+    return rows;
+  }
+
+  absl::StatusOr<std::vector<TokenRow>> ListTokens() override {
+    std::vector<TokenRow> rows;
+    PALM_RETURN_IF_ERROR(Query(kListTokens, "tokens", [&](sqlite3_stmt* s) -> absl::Status {
+      rows.push_back({ColumnText(s, 0), ColumnText(s, 1), ColumnText(s, 2), ColumnText(s, 3),
+                      ColumnText(s, 4)});
+      return absl::OkStatus();
+    }));
+    return rows;
+  }
+
+  absl::StatusOr<std::optional<std::string>> GetMeta(const std::string& key) override {
+    std::optional<std::string> value;
+    PALM_ASSIGN_OR_RETURN(sqlite3_stmt * s, Stmt(kGetMeta));
+    StmtScope scope(s);
+    BindText(s, 1, key);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+      value = ColumnText(s, 0);
+      rc = sqlite3_step(s);
+    }
+    if (rc != SQLITE_DONE) return SqliteStatus(db_, rc, name_ + ": reading meta " + key);
+    return value;
+  }
+
+  absl::Status PutMeta(const std::string& key, const std::string& value) override {
+    PALM_ASSIGN_OR_RETURN(sqlite3_stmt * s, Stmt(kPutMeta));
+    StmtScope scope(s);
+    BindText(s, 1, key);
+    BindText(s, 2, value);
+    return Step(s, "writing meta " + key);
+  }
+
+  bool Healthy() override {
+    absl::StatusOr<sqlite3_stmt*> s = Stmt(kPing);
+    if (!s.ok()) return false;
+    StmtScope scope(*s);
+    return sqlite3_step(*s) == SQLITE_ROW;
+  }
+
+  int SchemaVersion() override { return schema_version_; }
+
+ private:
+  absl::Status ApplyInTransaction(const WriteBatch& b) {
+    // Deletes first, then puts: a key both deleted and put in one batch ends up put.
+    for (const auto& [tenant, id] : b.delete_instances) {
+      PALM_RETURN_IF_ERROR(Run(kDeleteInstance, "deleting instance " + id, {tenant, id}));
+    }
+    for (const auto& [tenant, name] : b.delete_deployments) {
+      PALM_RETURN_IF_ERROR(Run(kDeleteDeployment, "deleting deployment " + name, {tenant, name}));
+    }
+    for (const std::string& hash : b.delete_tokens) {
+      PALM_RETURN_IF_ERROR(Run(kDeleteToken, "deleting a token", {hash}));
+    }
+    for (const SpecRow& r : b.put_specs) {
+      std::string what = absl::StrCat("spec ", r.name, "@", r.version);
+      PALM_ASSIGN_OR_RETURN(std::string doc, DocText(r.doc, what));
+      PALM_ASSIGN_OR_RETURN(sqlite3_stmt * s, Stmt(kPutSpec));
+      StmtScope scope(s);
+      BindText(s, 1, r.tenant);
+      BindText(s, 2, r.name);
+      BindText(s, 3, r.version);
+      BindText(s, 4, doc);
+      sqlite3_bind_int(s, 5, r.deprecated ? 1 : 0);
+      std::string created;
+      if (auto it = r.doc.find("created_at"); it != r.doc.end() && it->is_string()) {
+        created = it->get<std::string>();
+        BindText(s, 6, created);
+      }
+      PALM_RETURN_IF_ERROR(Step(s, "writing " + what));
+    }
+    for (const DeploymentRow& r : b.put_deployments) {
+      std::string what = "deployment " + r.name;
+      PALM_ASSIGN_OR_RETURN(std::string doc, DocText(r.doc, what));
+      PALM_RETURN_IF_ERROR(Run(kPutDeployment, "writing " + what, {r.tenant, r.name, doc}));
+    }
+    for (const InstanceRow& r : b.put_instances) {
+      std::string what = "instance " + r.id;
+      PALM_ASSIGN_OR_RETURN(std::string doc, DocText(r.doc, what));
+      PALM_RETURN_IF_ERROR(
+          Run(kPutInstance, "writing " + what, {r.tenant, r.id, r.deployment, doc}));
+    }
+    for (const TokenRow& r : b.put_tokens) {
+      PALM_RETURN_IF_ERROR(Run(kPutToken, "writing a token",
+                               {r.hash, r.tenant, r.role, r.instance_id, r.created_at}));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<sqlite3_stmt*> Stmt(const char* sql) {
+    auto it = stmts_.find(sql);
+    if (it != stmts_.end()) return it->second;
+    sqlite3_stmt* s = nullptr;
+    int rc = sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, &s, nullptr);
+    if (rc != SQLITE_OK) return SqliteStatus(db_, rc, name_ + ": preparing a statement");
+    stmts_.emplace(sql, s);
+    return s;
+  }
+
+  absl::Status Step(sqlite3_stmt* s, const std::string& what) {
+    int rc = sqlite3_step(s);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW) return SqliteStatus(db_, rc, name_ + ": " + what);
+    return absl::OkStatus();
+  }
+
+  // Binds `args` as text parameters 1..n and runs the statement to completion.
+  absl::Status Run(const char* sql, const std::string& what,
+                   std::initializer_list<std::string> args) {
+    PALM_ASSIGN_OR_RETURN(sqlite3_stmt * s, Stmt(sql));
+    StmtScope scope(s);
+    int i = 1;
+    for (const std::string& a : args) BindText(s, i++, a);
+    return Step(s, what);
+  }
+
+  template <typename F>
+  absl::Status Query(const char* sql, std::string_view table, F on_row) {
+    PALM_ASSIGN_OR_RETURN(sqlite3_stmt * s, Stmt(sql));
+    StmtScope scope(s);
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) PALM_RETURN_IF_ERROR(on_row(s));
+    if (rc != SQLITE_DONE) {
+      return SqliteStatus(db_, rc, absl::StrCat(name_, ": reading ", std::string(table)));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<Json> ParseDoc(sqlite3_stmt* s, int col, std::string_view table,
+                                const std::string& key) {
+    std::string text = ColumnText(s, col);
+    Json doc = Json::parse(text, nullptr, /*allow_exceptions=*/false);
+    if (doc.is_discarded()) {
+      return Error(absl::StatusCode::kDataLoss, "STORE_CORRUPT",
+                   absl::StrCat(name_, ": ", std::string(table), " row ", key,
+                                ": doc is not valid JSON"),
+                   "restore the data dir from a backup (palm restore)");
+    }
+    return doc;
+  }
+
+  sqlite3* db_;
+  std::string name_;  // the file's base name, for messages
+  int schema_version_ = 0;
+  std::map<const char*, sqlite3_stmt*> stmts_;  // keyed by the statement constants above
+};
+
+// Refuses SQLite files that belong to someone else before anything is written to them.
+absl::Status CheckOwnership(sqlite3* db, const std::string& name) {
+  sqlite3_stmt* s = nullptr;
+  int rc = sqlite3_prepare_v2(db,
+                              "SELECT (SELECT application_id FROM pragma_application_id), "
+                              "(SELECT count(*) FROM sqlite_master WHERE type = 'table' AND "
+                              "name NOT LIKE 'sqlite_%' AND name <> 'schema_migrations'), "
+                              "(SELECT count(*) FROM sqlite_master WHERE type = 'table' AND "
+                              "name = 'schema_migrations')",
+                              -1, &s, nullptr);
+  if (rc != SQLITE_OK) return SqliteStatus(db, rc, name + ": reading the file");
+  rc = sqlite3_step(s);
+  if (rc != SQLITE_ROW) {
+    sqlite3_finalize(s);
+    return SqliteStatus(db, rc, name + ": reading the file");
+  }
+  int64_t app_id = sqlite3_column_int64(s, 0);
+  int64_t tables = sqlite3_column_int64(s, 1);
+  bool has_migrations = sqlite3_column_int64(s, 2) > 0;
+  sqlite3_finalize(s);
+  if ((app_id != 0 && app_id != kApplicationId) || (app_id == 0 && tables > 0 && !has_migrations)) {
+    return Error(absl::StatusCode::kFailedPrecondition, "STORE_INVALID",
+                 absl::StrCat(name, ": is a SQLite database but not a palm store"),
+                 "check --data-dir; palm keeps its state in <data-dir>/palm.db");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> PragmaText(sqlite3* db, const std::string& sql, const std::string& name) {
+  sqlite3_stmt* s = nullptr;
+  int rc = sqlite3_prepare_v2(db, sql.c_str(), -1, &s, nullptr);
+  if (rc != SQLITE_OK) return SqliteStatus(db, rc, name + ": " + sql);
+  rc = sqlite3_step(s);
+  std::string value = rc == SQLITE_ROW ? ColumnText(s, 0) : "";
+  sqlite3_finalize(s);
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return SqliteStatus(db, rc, name + ": " + sql);
+  return value;
+}
+
+absl::StatusOr<int> Setup(sqlite3* db, const std::string& name) {
+  sqlite3_extended_result_codes(db, 1);
+  sqlite3_busy_timeout(db, 5000);
+  PALM_RETURN_IF_ERROR(CheckOwnership(db, name));
+  PALM_ASSIGN_OR_RETURN(std::string mode, PragmaText(db, "PRAGMA journal_mode = WAL", name));
+  if (mode != "wal") {
+    return Error(absl::StatusCode::kFailedPrecondition, "STORE_INVALID",
+                 absl::StrCat(name, ": cannot use write-ahead logging (journal_mode is ", mode, ")"),
+                 "put the data dir on a local file system");
+  }
+  PALM_RETURN_IF_ERROR(Exec(db, "PRAGMA synchronous = FULL", name + ": PRAGMA synchronous"));
+  PALM_RETURN_IF_ERROR(Exec(db, "PRAGMA foreign_keys = ON", name + ": PRAGMA foreign_keys"));
+  PALM_RETURN_IF_ERROR(Exec(db, "PRAGMA busy_timeout = 5000", name + ": PRAGMA busy_timeout"));
+  PALM_ASSIGN_OR_RETURN(int version, Migrate(db, name));
+  PALM_RETURN_IF_ERROR(Exec(db, absl::StrCat("PRAGMA application_id = ", kApplicationId),
+                            name + ": PRAGMA application_id"));
+  return version;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path) {
+  const std::string name = Basename(path);
+  // Token hashes and agent configs live here: a new store is private to the daemon's user
+  // (SQLite gives the -wal and -shm files the database file's mode).
+  if (int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600); fd >= 0) {
+    ::close(fd);
+  }
+  sqlite3* db = nullptr;
+  // One thread uses a Store at a time (see store.h), so SQLite's own mutexes are not needed.
+  int rc = sqlite3_open_v2(path.c_str(), &db,
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                           nullptr);
+  if (rc != SQLITE_OK) {
+    absl::Status s = SqliteStatus(db, rc, absl::StrCat(path, ": cannot open"));
+    sqlite3_close_v2(db);
+    return s;
+  }
+  absl::StatusOr<int> version = Setup(db, name);
+  if (!version.ok()) {
+    sqlite3_close_v2(db);
+    return version.status();
+  }
+  auto store = std::make_unique<SqliteStore>(db, name);
+  PALM_RETURN_IF_ERROR(store->Init(*version));
+  return store;
+}
+
+}  // namespace palm::store

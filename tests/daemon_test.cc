@@ -1,0 +1,311 @@
+// End-to-end: a real daemon, real agent processes, real kill -9s.
+#include <signal.h>
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/harness.h"
+
+namespace palm::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+Json SleepSpec(const std::string& name = "sleeper", double grace_s = 2) {
+  return {{"kind", "AgentSpec"},
+          {"name", name},
+          {"version", "1.0.0"},
+          {"command", {"/bin/sleep", "1000000"}},
+          {"stop", {{"signal", "SIGTERM"}, {"grace_s", grace_s}}}};
+}
+
+Json FastRestart() {
+  return {{"policy", "always"}, {"backoff_initial_s", 0.05}, {"backoff_max_s", 1}};
+}
+
+std::set<int> Pids(const std::vector<Json>& instances) {
+  std::set<int> pids;
+  for (const auto& i : instances) {
+    if (i["pid"].is_number()) pids.insert(i["pid"].get<int>());
+  }
+  return pids;
+}
+
+class DaemonTest : public ::testing::Test {
+ protected:
+  void SetUp() override { daemon_.Start(); }
+  void TearDown() override {
+    // Stop agents too, so no test leaves processes behind.
+    if (daemon_.running()) {
+      daemon_.Call("POST", "/v1/daemon/stop", {{"all", true}});
+      daemon_.Wait();
+    }
+  }
+  TempDir dir_;
+  Daemon daemon_{dir_.path()};
+};
+
+TEST_F(DaemonTest, EveryV1CallNeedsAToken) {
+  auto r = daemon_.CallRaw("GET", "/v1/deployments", "", "");
+  EXPECT_EQ(r.status, 401u);
+  EXPECT_EQ(r.body["error"]["code"], "UNAUTHENTICATED");
+  EXPECT_EQ(daemon_.CallRaw("GET", "/v1/deployments", "", "wrong").status, 401u);
+  EXPECT_EQ(daemon_.Call("GET", "/v1/deployments").status, 200u);
+  auto mode = std::filesystem::status(dir_.path() + "/admin.token").permissions();
+  EXPECT_EQ(mode, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+}
+
+TEST_F(DaemonTest, BadInputIsRefusedAndChangesNothing) {
+  struct Case {
+    std::string body;
+    unsigned status;
+    std::string message;
+  } cases[] = {
+      {"{not json", 400, "not valid JSON"},
+      {R"({"name":"x","version":"1.0.0","command":["a"],"comand":["b"]})", 400, "comand"},
+      {R"({"name":"Bad!","version":"1.0.0","command":["a"]})", 400, "name"},
+      {R"({"name":"x","version":"1.0.0","command":[]})", 400, "command"},
+      {R"({"name":"x","version":"1.0","command":["a"]})", 400, "version"},
+      {R"({"name":"x","version":"1.0.0","command":"a b"})", 400, "command"},
+      {R"({"name":"x","version":"1.0.0","command":["a"],"resources":{"memory_mb":-5}})", 400,
+       "memory_mb"},
+      {R"([1,2])", 400, ""},
+  };
+  for (const auto& c : cases) {
+    auto r = daemon_.CallRaw("POST", "/v1/specs", c.body, daemon_.token());
+    EXPECT_EQ(r.status, c.status) << c.body << " -> " << r.raw;
+    EXPECT_THAT(r.body["error"]["message"].get<std::string>(), HasSubstr(c.message)) << r.raw;
+  }
+  // Too big: 413 from the server before any parsing.
+  std::string huge = R"({"name":"x","version":"1.0.0","command":["a"],"config":{"blob":")" +
+                     std::string(2 << 20, 'a') + "\"}}";
+  EXPECT_EQ(daemon_.CallRaw("POST", "/v1/specs", huge, daemon_.token()).status, 413u);
+  // Deployments: bad names, absurd replicas, unknown spec.
+  daemon_.RegisterSpec(SleepSpec());
+  for (const Json& d : {Json{{"name", "UPPER"}, {"spec", "sleeper@1.0.0"}},
+                        Json{{"name", "ok"}, {"spec", "sleeper@1.0.0"}, {"replicas", -1}},
+                        Json{{"name", "ok"}, {"spec", "sleeper@1.0.0"}, {"replicas", 1000000}},
+                        Json{{"name", "ok"}, {"spec", "sleeper@1.0.0"}, {"replicas", "three"}}}) {
+    EXPECT_EQ(daemon_.Call("POST", "/v1/deployments", d).status, 400u) << d;
+  }
+  EXPECT_EQ(daemon_.Call("POST", "/v1/deployments", {{"name", "ok"}, {"spec", "nope@1.0.0"}})
+                .status,
+            404u);
+  // Nothing of the above left a trace.
+  EXPECT_EQ(daemon_.Call("GET", "/v1/specs").body["items"].size(), 1u);
+  EXPECT_TRUE(daemon_.Call("GET", "/v1/deployments").body["items"].empty());
+  EXPECT_TRUE(daemon_.Call("GET", "/v1/instances").body["items"].empty());
+  // Re-registering the same version with another body is a conflict; same body a no-op.
+  EXPECT_EQ(daemon_.Call("POST", "/v1/specs", SleepSpec()).status, 200u);
+  Json other = SleepSpec();
+  other["command"] = {"/bin/true"};
+  EXPECT_EQ(daemon_.Call("POST", "/v1/specs", other).status, 409u);
+  EXPECT_EQ(daemon_.CallRaw("POST", "/v1/specs", "name: x", daemon_.token()).status, 400u);
+}
+
+TEST_F(DaemonTest, FiftyReplicasRunAndACrashedOneIsReplaced) {
+  daemon_.RegisterSpec(SleepSpec());
+  daemon_.CreateDeployment(
+      {{"name", "fleet"}, {"spec", "sleeper@1.0.0"}, {"replicas", 50},
+       {"restart_policy", FastRestart()}});
+  ASSERT_TRUE(daemon_.WaitRunning("fleet", 50));
+  auto before = daemon_.Instances("fleet");
+  ASSERT_EQ(Pids(before).size(), 50u);
+  // Every agent is its own process group and session leader.
+  int victim = before[7]["pid"].get<int>();
+  EXPECT_EQ(getpgid(victim), victim);
+  std::string id = before[7]["id"];
+  ASSERT_EQ(::kill(victim, SIGKILL), 0);
+  ASSERT_TRUE(WaitFor([&] {
+    auto r = daemon_.Call("GET", "/v1/instances/" + id);
+    return r.body["state"] == "Running" && r.body["restarts"] == 1 &&
+           r.body["pid"] != victim;
+  })) << daemon_.Call("GET", "/v1/instances/" + id).raw;
+  auto inst = daemon_.Call("GET", "/v1/instances/" + id).body;
+  EXPECT_EQ(inst["last_exit"]["signal"], "SIGKILL") << inst;
+  EXPECT_TRUE(ProcessAlive(inst["pid"].get<int>()));
+  EXPECT_FALSE(ProcessAlive(victim));
+  auto dep = daemon_.Call("GET", "/v1/deployments/fleet").body;
+  EXPECT_EQ(dep["status"]["replicas"]["ready"], 50) << dep;
+  EXPECT_EQ(dep["status"]["restarts"], 1);
+}
+
+TEST_F(DaemonTest, AgentsOutliveADaemonKilledWithSigkillAndAreAdoptedBack) {
+  daemon_.RegisterSpec(SleepSpec());
+  daemon_.CreateDeployment({{"name", "fleet"}, {"spec", "sleeper@1.0.0"}, {"replicas", 5},
+                            {"restart_policy", FastRestart()}});
+  ASSERT_TRUE(daemon_.WaitRunning("fleet", 5));
+  // An acknowledged write just before the crash must survive it.
+  ASSERT_EQ(daemon_.Call("POST", "/v1/deployments/fleet/scale", {{"replicas", 6}}).status, 200u);
+  ASSERT_TRUE(daemon_.WaitRunning("fleet", 6));
+  std::set<int> pids = Pids(daemon_.Instances("fleet"));
+  daemon_.Kill9();
+  for (int pid : pids) EXPECT_TRUE(ProcessAlive(pid)) << pid;
+
+  daemon_.Start();
+  ASSERT_TRUE(daemon_.WaitRunning("fleet", 6));
+  EXPECT_EQ(Pids(daemon_.Instances("fleet")), pids);  // the same processes, adopted
+  EXPECT_EQ(daemon_.Call("GET", "/v1/deployments/fleet").body["replicas"], 6);
+  // Adopted agents are supervised again: a crash is seen and healed.
+  auto victim = daemon_.Instances("fleet")[0];
+  ::kill(victim["pid"].get<int>(), SIGKILL);
+  ASSERT_TRUE(WaitFor([&] {
+    auto r = daemon_.Call("GET", "/v1/instances/" + victim["id"].get<std::string>()).body;
+    return r["restarts"] == 1 && r["state"] == "Running";
+  }));
+}
+
+TEST_F(DaemonTest, AgentsThatDieWhileTheDaemonIsDownAreReplaced) {
+  daemon_.RegisterSpec(SleepSpec());
+  daemon_.CreateDeployment({{"name", "fleet"}, {"spec", "sleeper@1.0.0"}, {"replicas", 3},
+                            {"restart_policy", FastRestart()}});
+  ASSERT_TRUE(daemon_.WaitRunning("fleet", 3));
+  auto items = daemon_.Instances("fleet");
+  daemon_.Kill9();
+  int dead = items[1]["pid"].get<int>();
+  ::kill(dead, SIGKILL);
+  ASSERT_TRUE(WaitFor([&] { return !ProcessAlive(dead); }));
+  daemon_.Start();
+  ASSERT_TRUE(daemon_.WaitRunning("fleet", 3));
+  auto after = daemon_.Call("GET", "/v1/instances/" + items[1]["id"].get<std::string>()).body;
+  EXPECT_NE(after["pid"], dead);
+  EXPECT_EQ(after["restarts"], 1);
+  EXPECT_EQ(daemon_.Call("GET", "/v1/instances/" + items[0]["id"].get<std::string>())
+                .body["pid"],
+            items[0]["pid"]);
+}
+
+TEST_F(DaemonTest, ScaleDownAndUpAndDeleteLeaveNoStrayProcess) {
+  daemon_.RegisterSpec(SleepSpec("sleeper", 0.5));
+  daemon_.CreateDeployment({{"name", "fleet"}, {"spec", "sleeper@1.0.0"}, {"replicas", 6}});
+  ASSERT_TRUE(daemon_.WaitRunning("fleet", 6));
+  auto six = daemon_.Instances("fleet");
+  ASSERT_EQ(daemon_.Call("POST", "/v1/deployments/fleet/scale", {{"replicas", 2}}).status, 200u);
+  ASSERT_TRUE(daemon_.WaitRunning("fleet", 2));
+  auto two = daemon_.Instances("fleet");
+  // The oldest two stay; the newest went, and their processes are gone.
+  EXPECT_EQ(two[0]["id"], six[0]["id"]);
+  EXPECT_EQ(two[1]["id"], six[1]["id"]);
+  for (size_t i = 2; i < 6; ++i) {
+    int pid = six[i]["pid"].get<int>();
+    EXPECT_TRUE(WaitFor([&] { return !ProcessAlive(pid); })) << pid;
+  }
+  ASSERT_EQ(daemon_.Call("POST", "/v1/deployments/fleet/scale", {{"replicas", 4}}).status, 200u);
+  ASSERT_TRUE(daemon_.WaitRunning("fleet", 4));
+  EXPECT_EQ(daemon_.Instances("fleet")[3]["id"], "fleet-008");  // ids are never reused
+
+  std::set<int> pids = Pids(daemon_.Instances("fleet"));
+  ASSERT_EQ(daemon_.Call("DELETE", "/v1/deployments/fleet").status, 200u);
+  EXPECT_EQ(daemon_.Call("GET", "/v1/deployments/fleet").status, 404u);
+  ASSERT_TRUE(WaitFor([&] { return daemon_.Instances("fleet").empty(); }));
+  for (int pid : pids) EXPECT_FALSE(ProcessAlive(pid)) << pid;
+}
+
+TEST_F(DaemonTest, StopEscalatesToSigkillAfterTheGracePeriod) {
+  // An agent that ignores SIGTERM.
+  daemon_.RegisterSpec({{"name", "stubborn"},
+                        {"version", "1.0.0"},
+                        {"command", {"/bin/sh", "-c", "trap '' TERM; while :; do sleep 1; done"}},
+                        {"stop", {{"signal", "SIGTERM"}, {"grace_s", 0.5}}}});
+  daemon_.CreateDeployment({{"name", "stub"}, {"spec", "stubborn@1.0.0"}, {"replicas", 1}});
+  ASSERT_TRUE(daemon_.WaitRunning("stub", 1));
+  int pid = daemon_.Instances("stub")[0]["pid"].get<int>();
+  ASSERT_EQ(daemon_.Call("DELETE", "/v1/deployments/stub").status, 200u);
+  EXPECT_TRUE(WaitFor([&] { return !ProcessAlive(pid); }, absl::Seconds(10)));
+  EXPECT_TRUE(WaitFor([&] { return daemon_.Instances("stub").empty(); }));
+}
+
+TEST_F(DaemonTest, AMissingCommandIsReportedOnTheInstanceNotACrash) {
+  daemon_.RegisterSpec({{"name", "typo"}, {"version", "1.0.0"},
+                        {"command", {"no-such-agent-binary"}}});
+  daemon_.CreateDeployment({{"name", "typo"}, {"spec", "typo@1.0.0"}, {"replicas", 1}});
+  ASSERT_TRUE(WaitFor([&] {
+    auto items = daemon_.Instances("typo");
+    return items.size() == 1 && items[0]["state"] == "BackOff" &&
+           items[0]["last_error"].is_string();
+  }));
+  auto inst = daemon_.Instances("typo")[0];
+  EXPECT_THAT(inst["last_error"].get<std::string>(), HasSubstr("no-such-agent-binary"));
+  auto dep = daemon_.Call("GET", "/v1/deployments/typo").body;
+  EXPECT_EQ(dep["status"]["phase"], "Degraded");
+  EXPECT_EQ(daemon_.Call("GET", "/healthz").status, 200u);
+}
+
+TEST_F(DaemonTest, RealAgentGetsItsContractHeartbeatsAndLogs) {
+  Json spec = {{"name", "echo"},
+               {"version", "1.0.0"},
+               {"command", {"python3", SourceDir() + "/examples/agents/echo_agent.py"}},
+               {"config", {{"greeting", "hi"}, {"heartbeat_s", 0.2}}},
+               {"ports", {"http"}},
+               {"stop", {{"signal", "SIGTERM"}, {"grace_s", 5}}}};
+  daemon_.RegisterSpec(spec);
+  daemon_.CreateDeployment({{"name", "echo"}, {"spec", "echo@1.0.0"}, {"replicas", 2},
+                            {"config", {{"greeting", "hello from palm"}}}});
+  ASSERT_TRUE(daemon_.WaitRunning("echo", 2));
+  std::string id = daemon_.Instances("echo")[0]["id"];
+  ASSERT_TRUE(WaitFor([&] {
+    return daemon_.Call("GET", "/v1/instances/" + id).body["last_heartbeat"].is_string();
+  })) << daemon_.Call("GET", "/v1/instances/" + id + "/logs").raw;
+  auto inst = daemon_.Call("GET", "/v1/instances/" + id).body;
+  EXPECT_EQ(inst["health"]["status"], "Healthy");
+  EXPECT_TRUE(inst["metrics"].contains("beats")) << inst;
+  auto logs = daemon_.Call("GET", "/v1/instances/" + id + "/logs?tail=50");
+  EXPECT_EQ(logs.status, 200u);
+  EXPECT_THAT(logs.raw, HasSubstr("hello from palm"));  // the merged PALM_CONFIG
+  EXPECT_THAT(logs.raw, HasSubstr(id));
+  // The instance token works for the agent API only, and only as itself.
+  EXPECT_TRUE(std::filesystem::exists(inst["log_path"].get<std::string>()));
+}
+
+TEST_F(DaemonTest, InstanceTokensAreScopedToAgentEndpoints) {
+  daemon_.RegisterSpec({{"name", "envdump"},
+                        {"version", "1.0.0"},
+                        {"command", {"/bin/sh", "-c", "echo TOKEN=$PALM_TOKEN; exec sleep 1000"}}});
+  daemon_.CreateDeployment({{"name", "envdump"}, {"spec", "envdump@1.0.0"}, {"replicas", 1}});
+  ASSERT_TRUE(daemon_.WaitRunning("envdump", 1));
+  std::string log_path = daemon_.Instances("envdump")[0]["log_path"];
+  std::string token;
+  ASSERT_TRUE(WaitFor([&] {
+    std::ifstream f(log_path);
+    std::string line;
+    while (std::getline(f, line)) {
+      if (line.rfind("TOKEN=", 0) == 0) token = line.substr(6);
+    }
+    return !token.empty();
+  }));
+  EXPECT_EQ(daemon_.CallRaw("GET", "/v1/deployments", "", token).status, 403u);
+  auto hb = daemon_.CallRaw("POST", "/v1/agent/heartbeat",
+                            R"({"status":"degraded","reason":"slow","metrics":{"q":3}})", token);
+  ASSERT_EQ(hb.status, 200u) << hb.raw;
+  EXPECT_EQ(hb.body, (Json{{"drain", false}, {"killed", false}, {"policy_version", 0}}));
+  auto inst = daemon_.Instances("envdump")[0];
+  EXPECT_EQ(inst["health"]["status"], "Degraded");
+  EXPECT_EQ(inst["health"]["reason"], "slow");
+  // The admin token is not an agent.
+  EXPECT_EQ(daemon_.Call("POST", "/v1/agent/heartbeat", {{"status", "ok"}}).status, 403u);
+}
+
+TEST_F(DaemonTest, DaemonStopLeavesAgentsRunningAndStopAllStopsThem) {
+  daemon_.RegisterSpec(SleepSpec("sleeper", 0.5));
+  daemon_.CreateDeployment({{"name", "fleet"}, {"spec", "sleeper@1.0.0"}, {"replicas", 3}});
+  ASSERT_TRUE(daemon_.WaitRunning("fleet", 3));
+  std::set<int> pids = Pids(daemon_.Instances("fleet"));
+  daemon_.Terminate();  // SIGTERM: the daemon goes, agents stay
+  for (int pid : pids) EXPECT_TRUE(ProcessAlive(pid));
+  daemon_.Start();
+  ASSERT_TRUE(daemon_.WaitRunning("fleet", 3));
+  EXPECT_EQ(Pids(daemon_.Instances("fleet")), pids);
+  ASSERT_EQ(daemon_.Call("POST", "/v1/daemon/stop", {{"all", true}}).status, 202u);
+  EXPECT_EQ(daemon_.Wait(), 0);
+  for (int pid : pids) EXPECT_TRUE(WaitFor([&] { return !ProcessAlive(pid); })) << pid;
+  // Desired state persists: the next start brings the fleet back.
+  daemon_.Start();
+  EXPECT_TRUE(daemon_.WaitRunning("fleet", 3));
+}
+
+}  // namespace
+}  // namespace palm::testing
