@@ -51,7 +51,8 @@ TEST(ToYaml, RoundTripsThroughTheFileReader) {
       "multi": "line1\nline2", "lead": " x"}, "deprecated": false, "hint": null})");
   auto back = ParseDocumentText(ToYaml(d), "roundtrip");
   ASSERT_TRUE(back.ok()) << back.status() << "\n" << ToYaml(d);
-  EXPECT_EQ(*back, d) << ToYaml(d);
+  // The file reader does not keep key order; compare as unordered JSON.
+  EXPECT_EQ(nlohmann::json(*back), nlohmann::json(d)) << ToYaml(d);
 }
 
 TEST(ToYaml, EmptyContainersAreFlow) {

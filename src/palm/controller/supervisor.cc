@@ -97,6 +97,7 @@ absl::Status Supervisor::Load() {
   PALM_ASSIGN_OR_RETURN(auto inst_rows, store_.ListInstances());
   absl::Time now = clock_.Now();
   size_t adopted = 0, lost = 0;
+  std::vector<Live*> unrecorded;  // recorded as Starting, pid never recorded
   for (auto& row : inst_rows) {
     auto in = model::InstanceFromStored(row.doc);
     if (!in.ok()) return Annotate(in.status(), absl::StrCat("stored instance ", row.id));
@@ -109,11 +110,7 @@ absl::Status Supervisor::Load() {
     if (!l.inst.token_hash.empty()) token_to_instance_[l.inst.token_hash] = key;
     if (!deployments_.count(l.key())) l.removing = true;
     if (!HasProcess(l.inst)) {
-      if (l.inst.state == InstanceState::kStarting) {
-        // The daemon died between recording the start and recording the pid.
-        l.inst.state = InstanceState::kPending;
-        Persist(l);
-      }
+      if (l.inst.state == InstanceState::kStarting) unrecorded.push_back(&l);
       continue;
     }
     absl::Status st = runtime_.Adopt(
@@ -132,11 +129,52 @@ absl::Status Supervisor::Load() {
              ") is gone since the daemon last ran: ", st.message());
     HandleExit(l, ExitInfo{std::nullopt, std::nullopt, now});
   }
+  adopted += RecoverUnrecordedStarts(unrecorded);
   PALM_RETURN_IF_ERROR(Commit());
   PALM_LOG(kInfo, "loaded ", deployments_.size(), " deployments, ", instances_.size(),
            " instances (", adopted, " adopted, ", lost, " gone)");
   for (const auto& key : AllKeys()) MarkDirty(key);
   return absl::OkStatus();
+}
+
+size_t Supervisor::RecoverUnrecordedStarts(const std::vector<Live*>& unrecorded) {
+  if (unrecorded.empty()) return 0;
+  // The daemon died between phase 1 (Starting + token hash recorded) and phase 2 (pid
+  // recorded) of a start: the process may exist. It carries PALM_INSTANCE_ID and a token
+  // whose hash was recorded, which identifies it beyond doubt.
+  std::map<std::string, runtime::FoundProcess> by_key;
+  for (auto& p : runtime_.FindByEnvKey("PALM_INSTANCE_ID")) {
+    auto tenant = p.env.find("PALM_TENANT");
+    auto token = p.env.find("PALM_TOKEN");
+    if (tenant == p.env.end() || token == p.env.end()) continue;
+    std::string key = RuntimeKey(tenant->second, p.env["PALM_INSTANCE_ID"]);
+    auto it = instances_.find(key);
+    if (it == instances_.end() || it->second->inst.token_hash != Sha256Hex(token->second)) {
+      continue;
+    }
+    by_key.emplace(key, std::move(p));
+  }
+  size_t found = 0;
+  for (Live* l : unrecorded) {
+    Instance& in = l->inst;
+    std::string key = RuntimeKey(in.tenant, in.id);
+    auto it = by_key.find(key);
+    if (it != by_key.end() && runtime_.Adopt(key, it->second.pid, in.log_path).ok()) {
+      in.pid = it->second.pid.pid;
+      in.proc_start_time = it->second.pid.start_time;
+      in.state = InstanceState::kRunning;
+      in.ready = true;
+      in.started_at = clock_.Now();
+      in.last_error.clear();
+      ++found;
+      PALM_LOG(kInfo, "instance ", in.id, " (pid ", in.pid,
+               ") was started before the daemon stopped; adopted");
+    } else {
+      in.state = InstanceState::kPending;  // never started: start it now
+    }
+    Persist(*l);
+  }
+  return found;
 }
 
 // ---- Persistence ----------------------------------------------------------------------

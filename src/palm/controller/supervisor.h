@@ -160,6 +160,7 @@ class Supervisor {
   void Erase(const std::string& runtime_key);
   absl::Status Commit();
 
+  size_t RecoverUnrecordedStarts(const std::vector<Live*>& unrecorded);
   Live& NewInstance(model::Deployment& d);
   void PrepareStart(Live& live);
   void StartInstance(Live& live, const model::Deployment& d);

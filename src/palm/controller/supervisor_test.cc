@@ -11,6 +11,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "palm/model/codec.h"
 #include "palm/testing/fake_clock.h"
 #include "palm/testing/fake_runtime.h"
 
@@ -288,6 +289,39 @@ TEST_F(SupervisorTest, RestartAdoptsLiveAgentsAndReplacesDeadOnes) {
   EXPECT_EQ(Get("web-002").restarts, 1);
   EXPECT_EQ(Get("web-001").restarts, 0);
   Open();  // back to rt_ so TearDown order stays simple
+}
+
+TEST_F(SupervisorTest, FindsProcessesStartedButNotRecordedBeforeACrash) {
+  RegisterSpec();
+  Deploy(2);
+  Reconcile();
+  std::vector<runtime::SpawnRequest> spawned = rt_.spawned();
+  auto p1 = *rt_.ProcessOf("default/web-001");
+  // Rewind the store to between the two phases of a start: Starting, no pid recorded.
+  store::WriteBatch batch;
+  for (const char* id : {"web-001", "web-002"}) {
+    model::Json doc = model::ToJson(Get(id), /*internal=*/true);
+    doc["state"] = "Starting";
+    doc["pid"] = nullptr;
+    doc["proc_start_time"] = 0;
+    batch.put_instances.push_back({"default", id, "web", doc});
+  }
+  ASSERT_TRUE(store_->Apply(batch).ok());
+  // web-001's process exists; a process claiming to be web-002 carries another token.
+  testing::FakeRuntime rt2;
+  rt2.AddFound({p1, spawned[0].env});
+  std::map<std::string, std::string> impostor = spawned[1].env;
+  impostor["PALM_TOKEN"] = "forged";
+  rt2.AddFound({{4242, 77}, impostor});
+  Open(&rt2);
+  EXPECT_EQ(Get("web-001").state, InstanceState::kRunning);
+  EXPECT_EQ(Get("web-001").pid, p1.pid);
+  EXPECT_TRUE(rt2.IsRunning("default/web-001"));
+  EXPECT_EQ(Get("web-002").state, InstanceState::kPending);
+  ASSERT_TRUE(sup_->Reconcile(key_).ok());
+  ASSERT_EQ(rt2.spawned().size(), 1u);  // only the one that never started
+  EXPECT_EQ(rt2.spawned()[0].env.at("PALM_INSTANCE_ID"), "web-002");
+  Open();
 }
 
 TEST_F(SupervisorTest, DeleteStopsEverythingAndForgetsTheSlots) {

@@ -1,5 +1,6 @@
 #include "palm/runtime/proc.h"
 
+#include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -82,6 +83,39 @@ TEST(ProcStartTime, RealProcessWithHostileComm) {
   waitpid(pid, &st, 0);
   EXPECT_EQ(ProcStartTime(pid), std::nullopt);
   std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace palm::runtime
+
+namespace palm::runtime {
+namespace {
+
+TEST(ParseEnviron, SplitsEntriesAndKeepsTheFirstDuplicate) {
+  std::string blob("A=1\0B=x=y\0NOEQ\0A=2\0=bad\0", 24);
+  auto env = ParseEnviron(blob);
+  EXPECT_EQ(env.size(), 2u);
+  EXPECT_EQ(env["A"], "1");
+  EXPECT_EQ(env["B"], "x=y");
+}
+
+TEST(ScanProcessesWithEnvKey, FindsALiveProcessByItsEnvironment) {
+  std::string key = "PALM_SCAN_TEST_" + std::to_string(::getpid());
+  std::string entry = key + "=yes";
+  char* argv[] = {const_cast<char*>("/bin/sleep"), const_cast<char*>("30"), nullptr};
+  char* envp[] = {entry.data(), nullptr};
+  pid_t pid = 0;
+  ASSERT_EQ(posix_spawn(&pid, "/bin/sleep", nullptr, nullptr, argv, envp), 0);
+  std::vector<FoundProcess> found;
+  // The child's environ is readable once it has exec'd, which posix_spawn waits for.
+  found = ScanProcessesWithEnvKey(key);
+  ::kill(pid, SIGKILL);
+  ::waitpid(pid, nullptr, 0);
+  ASSERT_EQ(found.size(), 1u);
+  EXPECT_EQ(found[0].pid.pid, pid);
+  EXPECT_EQ(found[0].env.at(key), "yes");
+  EXPECT_GT(found[0].pid.start_time, 0u);
+  EXPECT_TRUE(ScanProcessesWithEnvKey(key).empty());  // gone (and reaped) now
 }
 
 }  // namespace

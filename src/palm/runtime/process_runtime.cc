@@ -29,6 +29,7 @@
 #include "palm/runtime/command_lookup.h"
 #include "palm/runtime/limits_shim.h"
 #include "palm/runtime/log_rotator.h"
+#include "palm/runtime/proc.h"
 
 #ifndef P_PIDFD
 #define P_PIDFD 3  // waitid() id type, Linux 5.4+; glibc < 2.36 headers lack it
@@ -301,6 +302,10 @@ class ProcessRuntime final : public Runtime {
   void Forget(const std::string& instance_id) override { watches_.erase(instance_id); }
 
   size_t Watched() const override { return watches_.size(); }
+
+  std::vector<FoundProcess> FindByEnvKey(const std::string& key) override {
+    return ScanProcessesWithEnvKey(key);
+  }
 
  private:
   struct WatchState {

@@ -47,6 +47,12 @@ struct ExitStatus {
   // Neither: exit observed for an adopted (not our child) process; the code is unknowable.
 };
 
+// A live process found by its environment (see Runtime::FindByEnvKey).
+struct FoundProcess {
+  ProcessId pid;
+  std::map<std::string, std::string> env;
+};
+
 class Runtime {
  public:
   using ExitCallback = std::function<void(const std::string& instance_id, ExitStatus)>;
@@ -72,6 +78,11 @@ class Runtime {
 
   // Stops watching without signalling (the daemon is exiting and leaves agents running).
   virtual void Forget(const std::string& instance_id) = 0;
+
+  // Live processes (not zombies) whose environment has `key`, with their environment:
+  // how a daemon that died between starting processes and recording their pids finds
+  // them again. Reads /proc; processes it may not read are skipped. Empty by default.
+  virtual std::vector<FoundProcess> FindByEnvKey(const std::string& key) { return {}; }
 
   // Number of processes watched now.
   virtual size_t Watched() const = 0;

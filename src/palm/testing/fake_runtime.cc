@@ -147,4 +147,17 @@ void FakeRuntime::ClearCalls() {
   forgotten_.clear();
 }
 
+std::vector<runtime::FoundProcess> FakeRuntime::FindByEnvKey(const std::string& key) {
+  std::vector<runtime::FoundProcess> out;
+  for (const auto& p : found_) {
+    if (p.env.count(key) && alive_.count(p.pid.pid)) out.push_back(p);
+  }
+  return out;
+}
+
+void FakeRuntime::AddFound(runtime::FoundProcess p) {
+  AddAlive(p.pid);
+  found_.push_back(std::move(p));
+}
+
 }  // namespace palm::testing

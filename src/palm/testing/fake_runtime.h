@@ -71,6 +71,8 @@ class FakeRuntime final : public runtime::Runtime {
   // Stops watching; the process stays alive (adoptable again), as with the real runtime.
   void Forget(const std::string& instance_id) override;
   size_t Watched() const override { return running_.size(); }
+  // The processes given to AddFound that have `key` in their environment.
+  std::vector<runtime::FoundProcess> FindByEnvKey(const std::string& key) override;
 
   // --- Scripting ---
   // The next Spawn (whatever its command) fails with `status`. Queues: two calls fail the
@@ -84,6 +86,9 @@ class FakeRuntime final : public runtime::Runtime {
   void SetAlive(const std::set<int>& pids);
   // Adds one live process that Adopt accepts only with this exact start time.
   void AddAlive(const runtime::ProcessId& pid);
+  // A live process FindByEnvKey reports (and Adopt accepts with its exact start time):
+  // one a crashed daemon started but never recorded.
+  void AddFound(runtime::FoundProcess p);
   // `pid` no longer exists: Adopt fails for it. Does not run any exit callback (use Exit).
   void MarkGone(int pid);
 
@@ -127,6 +132,7 @@ class FakeRuntime final : public runtime::Runtime {
   std::vector<SignalCall> signals_;
   std::vector<AdoptCall> adopts_;
   std::vector<std::string> forgotten_;
+  std::vector<runtime::FoundProcess> found_;
 };
 
 }  // namespace palm::testing
