@@ -2,8 +2,8 @@
 //  (a) `deploy --replicas N` of /bin/sleep until N are Running, against a raw posix_spawn
 //      loop of the same N processes (the floor);
 //  (b) daemon RSS with N instances minus its idle RSS;
-//  (c) crash-to-respawn latency with zero backoff (kill -9 -> the daemon's started_at of
-//      the new process), median and p90 over M crashes.
+//  (c) crash-to-respawn latency with zero backoff (kill -9 -> the new process exists as
+//      a child of the daemon), median and p90 over M crashes.
 // Usage: spawn_bench PATH/TO/palm [N=1000] [M=50]
 #include <fcntl.h>
 #include <signal.h>
@@ -16,6 +16,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -24,7 +25,6 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "nlohmann/json.hpp"
-#include "palm/base/clock.h"
 #include "palm/http/client.h"
 
 extern char** environ;
@@ -86,6 +86,15 @@ double RawSpawnLoop(int n, const std::string& dir) {
   for (pid_t p : pids) ::kill(p, SIGKILL);
   for (pid_t p : pids) ::waitpid(p, nullptr, 0);
   return s;
+}
+
+// Pids of the children a thread of the daemon spawned.
+std::set<int> Children(const std::string& path) {
+  std::ifstream f(path);
+  std::set<int> pids;
+  int pid;
+  while (f >> pid) pids.insert(pid);
+  return pids;
 }
 
 double Percentile(std::vector<double> v, double p) {
@@ -160,10 +169,12 @@ int main(int argc, char** argv) {
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   long full_rss = RssKiB(daemon);
 
-  // (c) zero-backoff respawn latency on a separate one-replica deployment.
+  // (c) zero-backoff respawn latency on a separate one-replica deployment: from kill -9 to
+  // the new process appearing among the daemon's children (spawns run on its main thread).
   Json crash = {{"name", "crash"}, {"spec", "sleeper@1.0.0"}, {"replicas", 1},
                 {"restart_policy", {{"policy", "always"}, {"backoff_initial_s", 0}}}};
   c.Do("POST", "/v1/deployments", crash.dump());
+  std::string children_path = absl::StrCat("/proc/", daemon, "/task/", daemon, "/children");
   std::vector<double> respawn_ms;
   for (int i = 0; i < m; ++i) {
     Json in;
@@ -173,16 +184,17 @@ int main(int argc, char** argv) {
       std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }
     int pid = in["pid"].get<int>();
-    absl::Time killed = absl::Now();
+    std::set<int> before = Children(children_path);
+    auto killed = Clock::now();
     ::kill(pid, SIGKILL);
-    for (int k = 0; k < 5000; ++k) {
-      in = Get(c, "/v1/instances/crash-001");
-      if (in.is_object() && in["state"] == "Running" && in["pid"] != pid) break;
-      std::this_thread::sleep_for(std::chrono::microseconds(500));
-    }
-    absl::Time started;
-    if (palm::ParseTime(in["started_at"].get<std::string>(), &started)) {
-      respawn_ms.push_back(absl::ToDoubleMilliseconds(started - killed));
+    while (Seconds(Clock::now() - killed) < 5) {
+      std::set<int> now = Children(children_path);
+      bool fresh = std::any_of(now.begin(), now.end(),
+                               [&](int p) { return p != pid && !before.count(p); });
+      if (fresh) {
+        respawn_ms.push_back(Seconds(Clock::now() - killed) * 1000);
+        break;
+      }
     }
   }
 
@@ -201,7 +213,7 @@ int main(int argc, char** argv) {
   std::printf("  (b) daemon RSS idle:                   %8.1f MiB\n", idle_rss / 1024.0);
   std::printf("      daemon RSS with %d instances:    %8.1f MiB   delta %.1f MiB\n", n,
               full_rss / 1024.0, (full_rss - idle_rss) / 1024.0);
-  std::printf("  (c) crash-to-respawn, zero backoff:   median %.1f ms, p90 %.1f ms (ms resolution)\n",
-              Percentile(respawn_ms, 0.5), Percentile(respawn_ms, 0.9));
+  std::printf("  (c) crash-to-respawn, zero backoff:   median %.2f ms, p90 %.2f ms (%zu crashes)\n",
+              Percentile(respawn_ms, 0.5), Percentile(respawn_ms, 0.9), respawn_ms.size());
   return deploy_s < 0 ? 1 : 0;
 }

@@ -200,8 +200,10 @@ absl::Status Delete(Context& ctx, const std::string& name) {
   auto r = ctx.Call("DELETE", ctx.WithTenant(DeploymentPath(name)));
   if (!r.ok()) return r.status();
   if (PrintMachine(ctx.format(), *r)) return absl::OkStatus();
-  std::cout << "deployment " << name << " deleted (" << instances
-            << (instances == 1 ? " instance" : " instances") << " stopped)\n";
+  // The daemon answers once the deployment is gone; its instances stop in the background
+  // (stop signal, grace, SIGKILL), so do not claim they have stopped already.
+  std::cout << "deployment " << name << " deleted; stopping its " << instances
+            << (instances == 1 ? " instance" : " instances") << "\n";
   return absl::OkStatus();
 }
 

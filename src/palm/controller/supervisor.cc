@@ -46,7 +46,8 @@ bool HasProcess(const Instance& in) {
 std::string DescribeExit(const ExitInfo& e) {
   if (e.code) return absl::StrCat("exited with code ", *e.code);
   if (e.signal) return absl::StrCat("killed by signal ", *e.signal);
-  return "vanished while the daemon was down";
+  // Adopted processes are not our children: their exit status cannot be collected.
+  return "exited (status unknown: adopted process, or gone while the daemon was down)";
 }
 
 ExitInfo ToExitInfo(const runtime::ExitStatus& s, absl::Time at) {

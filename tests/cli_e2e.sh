@@ -1,0 +1,301 @@
+#!/usr/bin/env bash
+# End-to-end test of the user journey through the `palm` CLI only: a real daemon started in
+# the background on a free loopback port with a temporary data dir, real echo agents.
+#
+#   tests/cli_e2e.sh PALM_BINARY SOURCE_DIR
+#
+# Prints one line per step. On failure prints what was expected, what happened and the tail
+# of <data-dir>/palmd.log, and exits 1. Waits are polls against a deadline, never a fixed sleep.
+set -euo pipefail
+
+if [[ $# -ne 2 ]]; then
+  echo "usage: $0 PALM_BINARY SOURCE_DIR" >&2
+  exit 2
+fi
+PALM=$(realpath "$1")
+SRC=$(realpath "$2")
+SPEC="$SRC/examples/specs/echo.yaml"
+[[ -x "$PALM" ]] || { echo "not an executable: $PALM" >&2; exit 2; }
+[[ -f "$SPEC" ]] || { echo "missing $SPEC" >&2; exit 2; }
+
+DIR=$(realpath "$(mktemp -d "${TMPDIR:-/tmp}/palm_cli_e2e.XXXXXX")")
+PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+ENDPOINT="http://127.0.0.1:$PORT"
+export PALM_ENDPOINT="$ENDPOINT" PALM_DATA_DIR="$DIR"
+unset PALM_TOKEN
+cd "$DIR"  # nothing the CLI writes lands in the caller's directory
+
+DAEMON_PID=""   # the running daemon, as printed by `palm daemon start`
+STEP=""
+OUT=""; ERR=""; RC=0   # of the last `run`
+
+# --- helpers ---------------------------------------------------------------------------------
+
+# True when `pid` is a live (not zombie) process. Orphaned agents are reparented to PID 1,
+# which in a container may never reap them, so a zombie counts as gone.
+alive() {
+  local state
+  state=$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null) || return 1
+  [[ -n "$state" && "$state" != Z ]]
+}
+
+# Live echo agents that talk to *this* daemon (other tests may run agents of their own).
+our_agents() {
+  local p
+  for p in /proc/[0-9]*; do
+    p=${p#/proc/}
+    alive "$p" || continue
+    tr '\0' '\n' <"/proc/$p/cmdline" 2>/dev/null | grep -q 'echo_agent\.py' || continue
+    tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "PALM_ENDPOINT=$ENDPOINT" || continue
+    echo "$p"
+  done
+}
+
+cleanup() {
+  local rc=$? p
+  set +e
+  "$PALM" daemon stop --all --timeout 20s >/dev/null 2>&1
+  if [[ -n "$DAEMON_PID" ]] && alive "$DAEMON_PID"; then
+    kill -TERM "$DAEMON_PID" 2>/dev/null
+    for _ in $(seq 50); do alive "$DAEMON_PID" || break; sleep 0.1; done
+    alive "$DAEMON_PID" && kill -KILL "$DAEMON_PID" 2>/dev/null
+  fi
+  for p in $(our_agents); do kill -KILL "$p" 2>/dev/null; done
+  cd / && rm -rf "$DIR"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+step() { STEP="$*"; }
+ok() { echo "ok    $STEP${1:+ ($1)}"; }
+
+fail() {  # fail EXPECTED GOT
+  {
+    echo "FAIL  $STEP"
+    echo "  expected: $1"
+    echo "  got:      $2"
+    if [[ -n "$OUT$ERR" ]]; then
+      echo "  last command exit code $RC"
+      [[ -n "$OUT" ]] && printf '  stdout:\n%s\n' "$(tail -n 20 <<<"$OUT" | sed 's/^/    /')"
+      [[ -n "$ERR" ]] && printf '  stderr:\n%s\n' "$(tail -n 20 <<<"$ERR" | sed 's/^/    /')"
+    fi
+    echo "  --- tail of $DIR/palmd.log"
+    tail -n 30 "$DIR/palmd.log" 2>/dev/null | sed 's/^/    /' || echo "    (no log)"
+  } >&2
+  exit 1
+}
+
+# run ARGS...: runs `palm ARGS`, keeping stdout in OUT, stderr in ERR and the exit code in RC.
+run() {
+  local errf="$DIR/.stderr"
+  set +e
+  OUT=$("$PALM" "$@" 2>"$errf")
+  RC=$?
+  set -e
+  ERR=$(cat "$errf")
+}
+
+# expect_rc CODE ARGS...: runs `palm ARGS` and fails the step unless it exits with CODE.
+expect_rc() {
+  local want=$1
+  shift
+  run "$@"
+  [[ "$RC" -eq "$want" ]] || fail "\`palm $*\` exits $want" "exit code $RC"
+}
+
+# json EXPR: evaluates the Python expression EXPR over `d`, the JSON document in OUT.
+json() {
+  python3 -c 'import json, sys; d = json.loads(sys.stdin.read()); print(eval(sys.argv[1]))' "$1" \
+    <<<"$OUT"
+}
+
+# poll SECONDS CMD...: runs CMD until it succeeds; false after SECONDS.
+poll() {
+  local deadline=$((SECONDS + $1))
+  shift
+  until "$@"; do
+    ((SECONDS < deadline)) || return 1
+    sleep 0.1
+  done
+}
+
+daemon_gone() { ! alive "$DAEMON_PID"; }
+no_agents_left() { [[ -z "$(our_agents)" ]]; }
+
+# hello's instances as "id:state:pid:restarts" lines, sorted (empty on error).
+hello_instances() {
+  run instance list -d hello -o json
+  [[ "$RC" -eq 0 ]] || return 0
+  json '"\n".join(sorted("%s:%s:%s:%s" % (i["id"], i["state"], i["pid"], i["restarts"]) for i in d["items"]))'
+}
+
+# --- the journey -----------------------------------------------------------------------------
+
+echo "palm CLI end to end: $PALM, data dir $DIR, endpoint $ENDPOINT"
+
+step "daemon start (background) returns with the daemon up"
+expect_rc 0 daemon start --listen "127.0.0.1:$PORT" --data-dir "$DIR" --timeout 30s
+DAEMON_PID=$(sed -n 's/.*(pid \([0-9][0-9]*\)).*/\1/p' <<<"$OUT")
+[[ -n "$DAEMON_PID" ]] || fail "'palm daemon started (pid N) ...'" "$OUT"
+alive "$DAEMON_PID" || fail "daemon pid $DAEMON_PID alive after start returned" "no such process"
+ok "pid $DAEMON_PID"
+
+step "daemon status"
+expect_rc 0 daemon status -o json
+[[ "$(json 'd["pid"]')" == "$DAEMON_PID" ]] || fail "pid $DAEMON_PID" "$(json 'd.get("pid")')"
+[[ "$(json 'd["data_dir"]')" == "$DIR" ]] || fail "data_dir $DIR" "$(json 'd.get("data_dir")')"
+ok
+
+step "spec register echo.yaml (first time)"
+expect_rc 0 spec register -f "$SPEC"
+[[ "$OUT" == "spec echo@1.0.0 registered" ]] || fail "spec echo@1.0.0 registered" "$OUT"
+ok
+
+step "spec register echo.yaml (second time)"
+expect_rc 0 spec register -f "$SPEC"
+[[ "$OUT" == "spec echo@1.0.0 unchanged" ]] || fail "spec echo@1.0.0 unchanged" "$OUT"
+ok
+
+step "spec register of a spec with an unknown field exits 1 naming the field"
+cat >"$DIR/bad.yaml" <<'EOF'
+kind: AgentSpec
+name: bad
+version: 1.0.0
+command: ["python3", "agent.py"]
+colour: blue
+EOF
+expect_rc 1 spec register -f "$DIR/bad.yaml"
+grep -q 'colour' <<<"$ERR" || fail "stderr naming the field 'colour'" "$ERR"
+ok
+
+step "spec register of a file with a syntax error exits 1 naming file, line and column"
+printf 'name: bad\ncommand: [python3\n' >"$DIR/broken.yaml"
+expect_rc 1 spec register -f "$DIR/broken.yaml"
+grep -q "broken.yaml: line [0-9]*, column [0-9]*" <<<"$ERR" ||
+  fail "stderr with 'broken.yaml: line L, column C'" "$ERR"
+ok
+
+step "deploy echo@1.0.0 --name hello --replicas 2 --config {\"greeting\":\"hi\"} --wait"
+expect_rc 0 deploy echo@1.0.0 --name hello --replicas 2 --config '{"greeting":"hi"}' --wait \
+  --timeout 30s
+ok
+
+step "status shows hello"
+expect_rc 0 status
+grep -Eq '^hello +echo@1\.0\.0 ' <<<"$OUT" || fail "a 'hello  echo@1.0.0 ...' row" "$OUT"
+ok
+
+step "instance list -d hello -o json: 2 Running"
+expect_rc 0 instance list -d hello -o json
+running=$(json 'sum(1 for i in d["items"] if i["state"] == "Running" and i["pid"])')
+[[ "$running" == 2 ]] || fail "2 Running instances with a pid" "$running"
+ok
+
+step "instance logs hello-001 has the agent's start line"
+logs_have_start() {
+  run instance logs hello-001
+  [[ "$RC" -eq 0 ]] && grep -q 'hello-001 starting (deployment hello' <<<"$OUT" &&
+    grep -q 'hello-001 hi$' <<<"$OUT"
+}
+poll 10 logs_have_start ||
+  fail "'hello-001 starting (deployment hello ...' and the greeting 'hi' within 10s" "$OUT"
+ok
+
+step "kill -9 hello-001: restarted with restarts 1 and a new pid"
+expect_rc 0 instance get hello-001 -o json
+old_pid=$(json 'd["pid"]')
+[[ "$old_pid" =~ ^[0-9]+$ ]] || fail "a pid for hello-001" "$old_pid"
+alive "$old_pid" || fail "hello-001's pid $old_pid alive" "no such process"
+kill -9 "$old_pid"
+restarted() {
+  run instance get hello-001 -o json
+  [[ "$RC" -eq 0 ]] || return 1
+  local now
+  now=$(json '"%s %s %s" % (d["state"], d["restarts"], d["pid"])')
+  read -r state restarts new_pid <<<"$now"
+  [[ "$state" == Running && "$restarts" == 1 && "$new_pid" =~ ^[0-9]+$ &&
+     "$new_pid" != "$old_pid" ]] && alive "$new_pid"
+}
+poll 20 restarted ||
+  fail "within 20s: state Running, restarts 1, a live pid other than $old_pid" \
+    "$(json '"state %s, restarts %s, pid %s" % (d.get("state"), d.get("restarts"), d.get("pid"))' 2>/dev/null || echo "$OUT")"
+ok "pid $old_pid -> $new_pid"
+
+step "deployment scale hello 3 --wait"
+expect_rc 0 deployment scale hello 3 --wait --timeout 30s
+expect_rc 0 instance list -d hello -o json
+running=$(json 'sum(1 for i in d["items"] if i["state"] == "Running" and i["pid"])')
+[[ "$running" == 3 ]] || fail "3 Running instances" "$running"
+ok
+
+step "deployment get hello -o yaml"
+expect_rc 0 deployment get hello -o yaml
+if ! { grep -qx 'name: hello' <<<"$OUT" && grep -qx 'replicas: 3' <<<"$OUT" &&
+       grep -qx 'spec: echo@1.0.0' <<<"$OUT"; }; then
+  fail "YAML with 'name: hello', 'replicas: 3', 'spec: echo@1.0.0'" "$OUT"
+fi
+ok
+
+step "instance get nope-999 exits 3"
+expect_rc 3 instance get nope-999
+ok
+
+step "deploy with --config '[1]' exits 2"
+expect_rc 2 deploy echo@1.0.0 --name bad --config '[1]'
+ok
+
+step "daemon stop (agents keep running)"
+expect_rc 0 instance list -d hello -o json
+pids=$(json '" ".join(sorted(str(i["pid"]) for i in d["items"]))')
+expect_rc 0 daemon stop --timeout 30s
+poll 10 daemon_gone || fail "daemon pid $DAEMON_PID gone after stop" "still running"
+for p in $pids; do
+  alive "$p" || fail "agent pid $p still running after 'palm daemon stop'" "it is gone"
+done
+ok "agents $pids alive"
+
+step "daemon status exits 1 while stopped"
+expect_rc 1 daemon status
+ok
+
+step "daemon start again adopts the running agents"
+expect_rc 0 daemon start --listen "127.0.0.1:$PORT" --data-dir "$DIR" --timeout 30s
+DAEMON_PID=$(sed -n 's/.*(pid \([0-9][0-9]*\)).*/\1/p' <<<"$OUT")
+[[ -n "$DAEMON_PID" ]] || fail "'palm daemon started (pid N) ...'" "$OUT"
+all_running() {
+  run instance list -d hello -o json
+  [[ "$RC" -eq 0 && "$(json 'sum(1 for i in d["items"] if i["state"] == "Running")')" == 3 ]]
+}
+poll 10 all_running || fail "3 Running instances after the restart" "$(hello_instances)"
+now_pids=$(json '" ".join(sorted(str(i["pid"]) for i in d["items"]))')
+[[ "$now_pids" == "$pids" ]] || fail "the same pids: $pids" "$now_pids"
+for p in $pids; do alive "$p" || fail "agent pid $p alive" "it is gone"; done
+ok "pids $now_pids"
+
+step "deployment delete hello -y stops its agents"
+expect_rc 0 deployment delete hello -y
+pids_gone() {
+  local p
+  for p in $pids; do ! alive "$p" || return 1; done
+}
+poll 20 pids_gone || fail "pids $pids gone within 20s" "still alive: $(for p in $pids; do alive "$p" && echo -n "$p "; done)"
+expect_rc 3 deployment get hello
+ok
+
+step "deploy bye (an agent for stop --all to stop)"
+expect_rc 0 deploy echo@1.0.0 --name bye --replicas 1 --wait --timeout 30s
+expect_rc 0 instance get bye-001 -o json
+bye_pid=$(json 'd["pid"]')
+alive "$bye_pid" || fail "bye-001's pid $bye_pid alive" "no such process"
+ok "pid $bye_pid"
+
+step "daemon stop --all: no agent and no daemon left"
+expect_rc 0 daemon stop --all --timeout 30s
+poll 10 daemon_gone || fail "daemon pid $DAEMON_PID gone" "still running"
+poll 10 no_agents_left || fail "no agent of this daemon left" "pids $(our_agents)"
+alive "$bye_pid" && fail "bye-001 (pid $bye_pid) stopped" "still running"
+expect_rc 1 daemon status
+ok
+
+echo "PASS  palm CLI end to end (${SECONDS}s)"
