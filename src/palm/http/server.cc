@@ -27,7 +27,6 @@ std::optional<std::string> Request::Query(std::string_view name) const {
 }
 
 namespace internal {
-namespace {
 
 void AppendUint(std::string* out, uint64_t v) {
   char buf[24];
@@ -39,6 +38,8 @@ void AppendUint(std::string* out, uint64_t v) {
   } while (v != 0);
   out->append(p, static_cast<size_t>(end - p));
 }
+
+namespace {
 
 std::string FormatEndpoint(const tcp::endpoint& ep) {
   std::string out;

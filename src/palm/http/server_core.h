@@ -29,6 +29,9 @@ namespace palm::http::internal {
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
+
+// Appends the decimal digits of `v` (header values without a locale or allocation).
+void AppendUint(std::string* out, uint64_t v);
 using tcp = asio::ip::tcp;
 using SteadyClock = std::chrono::steady_clock;
 using TimePoint = SteadyClock::time_point;

@@ -24,17 +24,6 @@ constexpr size_t kMaxWriteBatch = 16;
 
 std::string_view SV(beast::string_view s) { return std::string_view(s.data(), s.size()); }
 
-void AppendUint(std::string* out, uint64_t v) {
-  char buf[24];
-  char* end = buf + sizeof(buf);
-  char* p = end;
-  do {
-    *--p = static_cast<char>('0' + v % 10);
-    v /= 10;
-  } while (v != 0);
-  out->append(p, static_cast<size_t>(end - p));
-}
-
 void AppendHex(std::string* out, uint64_t v) {
   static constexpr char kHex[] = "0123456789abcdef";
   char buf[20];

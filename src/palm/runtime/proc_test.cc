@@ -106,9 +106,13 @@ TEST(ScanProcessesWithEnvKey, FindsALiveProcessByItsEnvironment) {
   char* envp[] = {entry.data(), nullptr};
   pid_t pid = 0;
   ASSERT_EQ(posix_spawn(&pid, "/bin/sleep", nullptr, nullptr, argv, envp), 0);
+  // posix_spawn returns while the kernel may still be setting up the new image, whose
+  // environment only then becomes readable: poll, with a deadline.
   std::vector<FoundProcess> found;
-  // The child's environ is readable once it has exec'd, which posix_spawn waits for.
-  found = ScanProcessesWithEnvKey(key);
+  for (int i = 0; i < 2000 && found.empty(); ++i) {
+    found = ScanProcessesWithEnvKey(key);
+    if (found.empty()) ::usleep(1000);
+  }
   ::kill(pid, SIGKILL);
   ::waitpid(pid, nullptr, 0);
   ASSERT_EQ(found.size(), 1u);
