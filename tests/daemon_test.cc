@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 #include <set>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
@@ -305,6 +306,81 @@ TEST_F(DaemonTest, DaemonStopLeavesAgentsRunningAndStopAllStopsThem) {
   // Desired state persists: the next start brings the fleet back.
   daemon_.Start();
   EXPECT_TRUE(daemon_.WaitRunning("fleet", 3));
+}
+
+}  // namespace
+}  // namespace palm::testing
+
+namespace palm::testing {
+namespace {
+
+std::vector<std::string> Kinds(const std::vector<Json>& events) {
+  std::vector<std::string> kinds;
+  for (const auto& e : events) kinds.push_back(e["kind"]);
+  return kinds;
+}
+
+TEST_F(DaemonTest, EventsRecordLifecycleAndTheStreamResumesWithoutLossOrDuplicates) {
+  daemon_.RegisterSpec(SleepSpec());
+  daemon_.CreateDeployment({{"name", "fleet"}, {"spec", "sleeper@1.0.0"}, {"replicas", 2},
+                            {"restart_policy", FastRestart()}});
+  ASSERT_TRUE(daemon_.WaitRunning("fleet", 2));
+  auto list = daemon_.Call("GET", "/v1/events?deployment=fleet");
+  ASSERT_EQ(list.status, 200u);
+  std::vector<Json> items(list.body["items"].begin(), list.body["items"].end());
+  EXPECT_THAT(Kinds(items), ::testing::IsSupersetOf({"DeploymentCreated", "InstanceStarted"}));
+  for (const auto& e : items) {
+    for (const char* k : {"seq", "time", "severity", "kind", "object", "message", "tenant"}) {
+      EXPECT_TRUE(e.contains(k)) << k << " missing in " << e;
+    }
+  }
+  // A first client reads everything so far from the start, then goes away.
+  int64_t last = items.back()["seq"];
+  auto first = daemon_.ReadSse("/v1/events?since=0&follow=1", "", [&](const auto& ev) {
+    return !ev.empty() && ev.back()["seq"] == last;
+  });
+  ASSERT_FALSE(first.empty());
+  ASSERT_EQ(first.back()["seq"], last);
+  // Things happen while it is away: a crash, a restart, a scale-up.
+  int pid = daemon_.Instances("fleet")[0]["pid"];
+  ::kill(pid, SIGKILL);
+  ASSERT_EQ(daemon_.Call("POST", "/v1/deployments/fleet/scale", {{"replicas", 3}}).status, 200u);
+  ASSERT_TRUE(daemon_.WaitRunning("fleet", 3));
+  ASSERT_TRUE(WaitFor([&] {
+    return daemon_.Call("GET", "/v1/instances/fleet-001").body["restarts"] == 1;
+  }));
+  auto all = daemon_.Call("GET", "/v1/events?since=0&limit=10000").body["items"];
+  int64_t newest = all.back()["seq"];
+  // It reconnects with Last-Event-ID and gets exactly what it missed, in order.
+  auto second = daemon_.ReadSse("/v1/events?follow=1", std::to_string(last),
+                                [&](const auto& ev) {
+                                  return !ev.empty() && ev.back()["seq"] == newest;
+                                });
+  ASSERT_FALSE(second.empty());
+  EXPECT_EQ(second.front()["seq"], last + 1);
+  for (size_t i = 1; i < second.size(); ++i) {
+    EXPECT_EQ(second[i]["seq"], second[i - 1]["seq"].get<int64_t>() + 1) << "no gap, no dup";
+  }
+  EXPECT_THAT(Kinds(second),
+              ::testing::IsSupersetOf({"InstanceExited", "BackOff", "ScaledUp", "InstanceStarted"}));
+  // A live follower sees a new event as it happens.
+  std::thread later([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    daemon_.Call("POST", "/v1/deployments/fleet/scale", {{"replicas", 2}});
+  });
+  auto live = daemon_.ReadSse("/v1/events?follow=1&deployment=fleet", "", [](const auto& ev) {
+    for (const auto& e : ev) {
+      if (e["kind"] == "ScaledDown") return true;
+    }
+    return false;
+  });
+  later.join();
+  EXPECT_THAT(Kinds(live), ::testing::Contains("ScaledDown"));
+  // Events survive a restart of the daemon.
+  daemon_.Kill9();
+  daemon_.Start();
+  auto after = daemon_.Call("GET", "/v1/events?since=0&limit=10000").body["items"];
+  EXPECT_GE(after.size(), all.size());
 }
 
 }  // namespace

@@ -1,6 +1,10 @@
 #include "tests/harness.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <spawn.h>
 #include <stdlib.h>
 #include <sys/wait.h>
@@ -139,6 +143,49 @@ Daemon::Reply Daemon::CallRaw(const std::string& method, const std::string& targ
 Daemon::Reply Daemon::Call(const std::string& method, const std::string& target,
                            const Json& body) {
   return CallRaw(method, target, body.is_null() ? "" : body.dump(), token());
+}
+
+std::vector<Json> Daemon::ReadSse(const std::string& target, const std::string& last_event_id,
+                                  const std::function<bool(const std::vector<Json>&)>& done,
+                                  absl::Duration timeout) {
+  std::vector<Json> events;
+  size_t colon = endpoint_.rfind(':');
+  int port = std::stoi(endpoint_.substr(colon + 1));
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ADD_FAILURE() << "connect to " << endpoint_;
+    ::close(fd);
+    return events;
+  }
+  std::string req = absl::StrCat("GET ", target, " HTTP/1.1\r\nHost: 127.0.0.1\r\n",
+                                 "Authorization: Bearer ", token(), "\r\n");
+  if (!last_event_id.empty()) absl::StrAppend(&req, "Last-Event-ID: ", last_event_id, "\r\n");
+  req += "\r\n";
+  (void)::write(fd, req.data(), req.size());
+  std::string buf;
+  absl::Time deadline = absl::Now() + timeout;
+  while (!done(events) && absl::Now() < deadline) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 50) <= 0) continue;
+    char chunk[4096];
+    ssize_t n = ::read(fd, chunk, sizeof chunk);
+    if (n <= 0) break;
+    buf.append(chunk, static_cast<size_t>(n));
+    // Collect every complete "data: {...}" line (chunk-size lines never start with "data").
+    size_t pos;
+    while ((pos = buf.find("data: ")) != std::string::npos) {
+      size_t end = buf.find('\n', pos);
+      if (end == std::string::npos) break;
+      events.push_back(Json::parse(buf.substr(pos + 6, end - pos - 6), nullptr, false));
+      buf.erase(0, end + 1);
+    }
+  }
+  ::close(fd);
+  return events;
 }
 
 void Daemon::RegisterSpec(const Json& spec) {

@@ -68,6 +68,13 @@ class Daemon {
   Reply CallRaw(const std::string& method, const std::string& target, const std::string& body,
                 const std::string& token);
 
+  // Opens GET `target` as a Server-Sent Events stream (raw socket, so Last-Event-ID can be
+  // sent), collects the events' data until `done(events)` holds or `timeout` passes, then
+  // closes the connection.
+  std::vector<Json> ReadSse(const std::string& target, const std::string& last_event_id,
+                            const std::function<bool(const std::vector<Json>&)>& done,
+                            absl::Duration timeout = absl::Seconds(20));
+
   // Registers a spec and creates a deployment; fails the test on error.
   void RegisterSpec(const Json& spec);
   void CreateDeployment(const Json& d);

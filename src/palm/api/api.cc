@@ -8,6 +8,7 @@
 #include "absl/strings/str_split.h"
 #include "boost/asio/post.hpp"
 #include "palm/api/errors.h"
+#include "palm/api/events.h"
 #include "palm/api/logs.h"
 #include "palm/base/crypto.h"
 #include "palm/base/error.h"
@@ -202,6 +203,8 @@ class Api::Impl {
     } else if (seg.size() == 3 && seg[0] == "instances" && seg[2] == "logs" && m == "GET") {
       PALM_ASSIGN_OR_RETURN(const model::Instance* in, sup_.GetInstance(t, seg[1]));
       return ServeLogs(io_, in->log_path, req, ex);
+    } else if (seg.size() == 1 && seg[0] == "events" && m == "GET" && options_.events) {
+      return ServeEvents(io_, *options_.events, *options_.store, t, req, ex);
     } else if (seg.size() == 1 && seg[0] == "status" && m == "GET") {
       return JsonResponse(200, FleetStatus(t));
     } else if (seg.size() == 1 && seg[0] == "daemon" && m == "GET") {

@@ -45,7 +45,7 @@ bool HasProcess(const Instance& in) {
 
 std::string DescribeExit(const ExitInfo& e) {
   if (e.code) return absl::StrCat("exited with code ", *e.code);
-  if (e.signal) return absl::StrCat("killed by signal ", *e.signal);
+  if (e.signal) return absl::StrCat("killed by ", model::SignalName(*e.signal));
   // Adopted processes are not our children: their exit status cannot be collected.
   return "exited (status unknown: adopted process, or gone while the daemon was down)";
 }
@@ -61,9 +61,10 @@ ExitInfo ToExitInfo(const runtime::ExitStatus& s, absl::Time at) {
 }  // namespace
 
 Supervisor::Supervisor(store::Store& store, runtime::Runtime& runtime, const Clock& clock,
-                       PortAllocator& ports, SupervisorOptions options)
+                       PortAllocator& ports, SupervisorOptions options,
+                       events::EventLog* events)
     : store_(store), runtime_(runtime), clock_(clock), ports_(ports),
-      options_(std::move(options)) {}
+      options_(std::move(options)), events_(events) {}
 
 Supervisor::~Supervisor() = default;
 
@@ -118,6 +119,7 @@ absl::Status Supervisor::Load() {
         key, {l.inst.pid, l.inst.proc_start_time}, l.inst.log_path);
     if (st.ok()) {
       ++adopted;
+      EmitFor(l, "info", "InstanceAdopted", absl::StrCat("(pid ", l.inst.pid, ") adopted"));
       if (l.inst.state == InstanceState::kStopping) {
         // A stop was under way when the daemon died: finish it with a fresh grace period.
         l.inst.state = InstanceState::kRunning;
@@ -126,8 +128,8 @@ absl::Status Supervisor::Load() {
       continue;
     }
     ++lost;
-    PALM_LOG(kWarning, "instance ", l.inst.id, " (pid ", l.inst.pid,
-             ") is gone since the daemon last ran: ", st.message());
+    EmitFor(l, "warning", "InstanceLost",
+            absl::StrCat("(pid ", l.inst.pid, ") is gone since the daemon last ran"));
     HandleExit(l, ExitInfo{std::nullopt, std::nullopt, now});
   }
   adopted += RecoverUnrecordedStarts(unrecorded);
@@ -168,8 +170,8 @@ size_t Supervisor::RecoverUnrecordedStarts(const std::vector<Live*>& unrecorded)
       in.started_at = clock_.Now();
       in.last_error.clear();
       ++found;
-      PALM_LOG(kInfo, "instance ", in.id, " (pid ", in.pid,
-               ") was started before the daemon stopped; adopted");
+      EmitFor(*l, "info", "InstanceAdopted",
+              absl::StrCat("(pid ", in.pid, ") was started before the daemon stopped; adopted"));
     } else {
       in.state = InstanceState::kPending;  // never started: start it now
     }
@@ -202,8 +204,41 @@ absl::Status Supervisor::Commit() {
   pending_ = {};
   // A later put of the same row supersedes an earlier one; the store applies in order.
   absl::Status st = store_.Apply(batch);
-  if (!st.ok()) PALM_LOG(kError, "store write failed: ", st.ToString());
+  if (!st.ok()) {
+    PALM_LOG(kError, "store write failed: ", st.ToString());
+    if (events_) events_->Discard();
+    return st;
+  }
+  if (events_) events_->Publish();
   return st;
+}
+
+void Supervisor::Emit(const char* severity, const char* kind, const char* object_type,
+                      const std::string& name, const std::string& deployment,
+                      const std::string& tenant, const std::string& message,
+                      const char* actor) {
+  LogLine(std::string(severity) == "error"
+              ? LogLevel::kError
+              : (std::string(severity) == "warning" ? LogLevel::kWarning : LogLevel::kInfo),
+          message);
+  if (!events_) return;
+  events::Event e;
+  e.severity = severity;
+  e.kind = kind;
+  e.object_type = object_type;
+  e.object_name = name;
+  e.deployment = deployment;
+  e.tenant = tenant;
+  e.message = message;
+  e.actor_kind = actor;
+  e.actor_id = std::string(actor) == "user" ? "admin" : "palmd";
+  events_->Append(e, clock_.Now(), &pending_);
+}
+
+void Supervisor::EmitFor(const Live& live, const char* severity, const char* kind,
+                         const std::string& message) {
+  Emit(severity, kind, "instance", live.inst.id, live.inst.deployment, live.inst.tenant,
+       absl::StrCat("instance ", live.inst.id, " ", message), "system");
 }
 
 // ---- Specs ------------------------------------------------------------------------------
@@ -225,12 +260,12 @@ absl::StatusOr<model::AgentSpec> Supervisor::RegisterSpec(model::AgentSpec spec,
   absl::Time now = clock_.Now();
   spec.created_at = spec.updated_at = now;
   spec.deprecated = false;
-  store::WriteBatch batch;
-  batch.put_specs.push_back(
+  pending_.put_specs.push_back(
       {spec.tenant, spec.name, spec.version, model::ToJson(spec), false});
-  PALM_RETURN_IF_ERROR(store_.Apply(batch));
+  Emit("info", "SpecRegistered", "spec", absl::StrCat(spec.name, "@", spec.version), "",
+       spec.tenant, absl::StrCat("spec ", spec.name, "@", spec.version, " registered"), "user");
+  PALM_RETURN_IF_ERROR(Commit());
   *created = true;
-  PALM_LOG(kInfo, "spec ", spec.name, "@", spec.version, " registered");
   return versions[spec.version] = std::move(spec);
 }
 
@@ -281,9 +316,10 @@ absl::StatusOr<model::AgentSpec> Supervisor::DeprecateSpec(const std::string& te
   if (spec.deprecated) return spec;
   spec.deprecated = true;
   spec.updated_at = clock_.Now();
-  store::WriteBatch batch;
-  batch.put_specs.push_back({spec.tenant, spec.name, spec.version, model::ToJson(spec), true});
-  PALM_RETURN_IF_ERROR(store_.Apply(batch));
+  pending_.put_specs.push_back({spec.tenant, spec.name, spec.version, model::ToJson(spec), true});
+  Emit("info", "SpecDeprecated", "spec", absl::StrCat(spec.name, "@", spec.version), "",
+       spec.tenant, absl::StrCat("spec ", spec.name, "@", spec.version, " deprecated"), "user");
+  PALM_RETURN_IF_ERROR(Commit());
   specs_[tenant][name][spec.version] = spec;
   return spec;
 }
@@ -340,11 +376,13 @@ absl::StatusOr<Deployment> Supervisor::ApplyDeployment(Deployment d, bool* creat
     d.revision = old.revision + (template_changed ? 1 : 0);
     d.next_instance_seq = old.next_instance_seq;
   }
-  store::WriteBatch batch;
-  batch.put_deployments.push_back({d.tenant, d.name, model::ToJson(d)});
-  PALM_RETURN_IF_ERROR(store_.Apply(batch));
-  PALM_LOG(kInfo, "deployment ", d.name, *created ? " created" : " updated", " (spec ", d.spec,
-           ", revision ", d.revision, ", replicas ", d.replicas, ")");
+  pending_.put_deployments.push_back({d.tenant, d.name, model::ToJson(d)});
+  std::string what = absl::StrCat("deployment ", d.name, *created ? " created" : " updated",
+                                  " (spec ", d.spec, ", revision ", d.revision, ", replicas ",
+                                  d.replicas, ")");
+  Emit("info", *created ? "DeploymentCreated" : "DeploymentUpdated", "deployment", d.name,
+       d.name, d.tenant, what, "user");
+  PALM_RETURN_IF_ERROR(Commit());
   deployments_[key] = d;
   MarkDirty(key);
   return d;
@@ -356,10 +394,14 @@ absl::StatusOr<Deployment> Supervisor::ScaleDeployment(const DeploymentKey& key,
   Deployment d = *found;
   d.replicas = replicas;
   d.updated_at = clock_.Now();
-  store::WriteBatch batch;
-  batch.put_deployments.push_back({d.tenant, d.name, model::ToJson(d)});
-  PALM_RETURN_IF_ERROR(store_.Apply(batch));
-  PALM_LOG(kInfo, "deployment ", d.name, " scaled from ", found->replicas, " to ", replicas);
+  pending_.put_deployments.push_back({d.tenant, d.name, model::ToJson(d)});
+  std::string what =
+      absl::StrCat("deployment ", d.name, " scaled from ", found->replicas, " to ", replicas);
+  if (replicas != found->replicas) {
+    Emit("info", replicas > found->replicas ? "ScaledUp" : "ScaledDown", "deployment", d.name,
+         d.name, d.tenant, what, "user");
+  }
+  PALM_RETURN_IF_ERROR(Commit());
   deployments_[key] = d;
   MarkDirty(key);
   return d;
@@ -368,12 +410,12 @@ absl::StatusOr<Deployment> Supervisor::ScaleDeployment(const DeploymentKey& key,
 absl::StatusOr<Deployment> Supervisor::DeleteDeployment(const DeploymentKey& key) {
   PALM_ASSIGN_OR_RETURN(const Deployment* found, GetDeployment(key));
   Deployment d = *found;
-  store::WriteBatch batch;
-  batch.delete_deployments.emplace_back(key.tenant, key.name);
-  PALM_RETURN_IF_ERROR(store_.Apply(batch));
+  pending_.delete_deployments.emplace_back(key.tenant, key.name);
+  Emit("info", "DeploymentDeleted", "deployment", key.name, key.name, key.tenant,
+       absl::StrCat("deployment ", key.name, " deleted; stopping its instances"), "user");
+  PALM_RETURN_IF_ERROR(Commit());
   deployments_.erase(key);
   for (Live* live : InstancesOf(key)) live->removing = true;
-  PALM_LOG(kInfo, "deployment ", key.name, " deleted; stopping its instances");
   MarkDirty(key);
   return d;
 }
@@ -521,8 +563,9 @@ absl::Status Supervisor::RestartInstance(const std::string& tenant, const std::s
     live->inst.next_start_at.reset();
     Persist(*live);
   }
+  Emit("info", "InstanceRestartRequested", "instance", id, live->inst.deployment, tenant,
+       absl::StrCat("instance ", id, " restart requested"), "user");
   PALM_RETURN_IF_ERROR(Commit());
-  PALM_LOG(kInfo, "instance ", id, " restart requested");
   MarkDirty(live->key());
   return absl::OkStatus();
 }
@@ -643,7 +686,7 @@ void Supervisor::StartInstance(Live& live, const Deployment& d) {
   if (!pid.ok()) {
     in.last_error = std::string(pid.status().message());
     ++in.consecutive_failures;
-    PALM_LOG(kWarning, "instance ", in.id, " cannot start: ", in.last_error);
+    EmitFor(live, "error", "SpawnFailed", absl::StrCat("cannot start: ", in.last_error));
     EnterBackOff(live, d, std::max(BackoffDelay(d.restart_policy, in.consecutive_failures),
                                    options_.min_spawn_failure_delay));
     return;
@@ -657,8 +700,9 @@ void Supervisor::StartInstance(Live& live, const Deployment& d) {
   live.kill_sent = false;
   live.stop_deadline = absl::InfiniteFuture();
   Persist(live);
-  PALM_LOG(kInfo, "instance ", in.id, " started (pid ", in.pid, restart ? ", restart " : "",
-           restart ? absl::StrCat(in.restarts) : "", ")");
+  EmitFor(live, "info", "InstanceStarted",
+          absl::StrCat("started (pid ", in.pid, restart ? ", restart " : "",
+                       restart ? absl::StrCat(in.restarts) : "", ")"));
 }
 
 void Supervisor::EnterBackOff(Live& live, const Deployment& d, absl::Duration delay) {
@@ -667,6 +711,9 @@ void Supervisor::EnterBackOff(Live& live, const Deployment& d, absl::Duration de
   in.ready = false;
   in.pid = 0;
   in.next_start_at = clock_.Now() + delay;
+  EmitFor(live, "warning", "BackOff",
+          absl::StrCat("back-off: restarting in ", absl::FormatDuration(delay), " (",
+                       in.consecutive_failures, " consecutive failures)"));
   Persist(live);
 }
 
@@ -694,7 +741,9 @@ void Supervisor::BeginStop(Live& live, bool remove, bool restart_after) {
   live.stop_deadline = clock_.Now() + absl::Milliseconds(std::llround(stop.grace_s * 1000));
   live.kill_sent = false;
   absl::Status st = runtime_.Signal(RuntimeKey(in.tenant, in.id), stop.signal);
-  if (!st.ok()) PALM_LOG(kWarning, "instance ", in.id, ": stop signal: ", st.message());
+  EmitFor(live, "info", "InstanceStopping",
+          absl::StrCat("stopping (", model::SignalName(stop.signal), ", grace ", stop.grace_s,
+                       "s)", st.ok() ? "" : absl::StrCat(": ", st.message())));
   Persist(live);
 }
 
@@ -716,9 +765,8 @@ void Supervisor::HandleExit(Live& live, const ExitInfo& exit) {
   in.proc_start_time = 0;
   in.ready = false;
   in.updated_at = exit.at;
-  LogLine(was_stopping ? LogLevel::kInfo : LogLevel::kWarning,
-          absl::StrCat("instance ", in.id, " ", DescribeExit(exit),
-                       was_stopping ? " (stopped)" : ""));
+  EmitFor(live, was_stopping ? "info" : "warning", "InstanceExited",
+          absl::StrCat(DescribeExit(exit), was_stopping ? " (stopped)" : ""));
   if (live.removing) {
     Erase(RuntimeKey(in.tenant, in.id));
     return;
@@ -776,8 +824,8 @@ absl::StatusOr<absl::Time> Supervisor::Reconcile(const DeploymentKey& key) {
     if (live->inst.state != InstanceState::kStopping || live->kill_sent) continue;
     if (now >= live->stop_deadline) {
       live->kill_sent = true;
-      PALM_LOG(kWarning, "instance ", live->inst.id, " did not stop within its grace period; "
-               "sending SIGKILL");
+      EmitFor(*live, "warning", "StopTimeout",
+              "did not stop within its grace period; sending SIGKILL");
       (void)runtime_.Signal(RuntimeKey(live->inst.tenant, live->inst.id), SIGKILL);
     } else {
       next = std::min(next, live->stop_deadline);
@@ -818,7 +866,9 @@ absl::StatusOr<absl::Time> Supervisor::Reconcile(const DeploymentKey& key) {
   for (size_t i = current.size(); i < desired; ++i) to_start.push_back(&NewInstance(*d));
   if (!to_start.empty()) {
     pending_.put_deployments.push_back({d->tenant, d->name, model::ToJson(*d)});
-    PALM_LOG(kInfo, "deployment ", d->name, ": creating ", to_start.size(), " instances");
+    Emit("info", "InstancesCreated", "deployment", d->name, d->name, d->tenant,
+         absl::StrCat("deployment ", d->name, ": creating ", to_start.size(), " instances"),
+         "system");
   }
 
   // 4. Start new and pending slots, and restart those whose backoff is over.

@@ -25,6 +25,7 @@
 #include "absl/time/time.h"
 #include "palm/base/clock.h"
 #include "palm/controller/port_allocator.h"
+#include "palm/events/event_log.h"
 #include "palm/model/objects.h"
 #include "palm/runtime/runtime.h"
 #include "palm/store/store.h"
@@ -61,8 +62,10 @@ struct HeartbeatOut {
 
 class Supervisor {
  public:
+  // `events` (may be null) receives an event for every lifecycle change, written in the
+  // same transaction as the change.
   Supervisor(store::Store& store, runtime::Runtime& runtime, const Clock& clock,
-             PortAllocator& ports, SupervisorOptions options);
+             PortAllocator& ports, SupervisorOptions options, events::EventLog* events = nullptr);
   ~Supervisor();
   Supervisor(const Supervisor&) = delete;
   Supervisor& operator=(const Supervisor&) = delete;
@@ -159,6 +162,11 @@ class Supervisor {
   void Persist(const Live& live);
   void Erase(const std::string& runtime_key);
   absl::Status Commit();
+  void Emit(const char* severity, const char* kind, const char* object_type,
+            const std::string& name, const std::string& deployment, const std::string& tenant,
+            const std::string& message, const char* actor);
+  void EmitFor(const Live& live, const char* severity, const char* kind,
+               const std::string& message);
 
   size_t RecoverUnrecordedStarts(const std::vector<Live*>& unrecorded);
   Live& NewInstance(model::Deployment& d);
@@ -176,6 +184,7 @@ class Supervisor {
   const Clock& clock_;
   PortAllocator& ports_;
   SupervisorOptions options_;
+  events::EventLog* events_;
   std::function<void(const DeploymentKey&)> on_dirty_;
 
   // tenant -> name -> version -> spec

@@ -182,7 +182,9 @@ int RunDaemon(const DaemonOptions& options) {
   sup_options.data_dir = data_dir;
   sup_options.endpoint = endpoint;
   sup_options.base_env = InheritedEnv();
-  controller::Supervisor supervisor(**store, *runtime, clock, ports, sup_options);
+  events::EventLog event_log;
+  if (auto st = event_log.Load(**store); !st.ok()) return Fail(Annotate(st, "loading events"));
+  controller::Supervisor supervisor(**store, *runtime, clock, ports, sup_options, &event_log);
   runtime->SetExitCallback([&supervisor](const std::string& key, runtime::ExitStatus status) {
     supervisor.OnExit(key, status);
   });
@@ -220,6 +222,8 @@ int RunDaemon(const DaemonOptions& options) {
 
   api::ApiOptions api_options;
   api_options.admin_token_hash = *admin_hash;
+  api_options.events = &event_log;
+  api_options.store = store->get();
   api_options.request_stop = request_stop;
   api_options.ready = [&](std::string* reason) {
     if (!(*store)->Healthy()) {

@@ -49,6 +49,17 @@ CREATE TABLE meta (
 );
 )sql";
 
+// Events (Kubernetes-style, DESIGN.md section 3): an append-only log with a retention bound.
+constexpr std::string_view kV2 = R"sql(
+CREATE TABLE events (
+  seq        INTEGER PRIMARY KEY,
+  tenant     TEXT NOT NULL CHECK (tenant <> ''),
+  deployment TEXT NOT NULL DEFAULT '',
+  doc        TEXT NOT NULL
+);
+CREATE INDEX events_by_deployment ON events (tenant, deployment, seq);
+)sql";
+
 absl::StatusOr<int> CurrentVersion(sqlite3* db, std::string_view name) {
   sqlite3_stmt* stmt = nullptr;
   int rc = sqlite3_prepare_v2(db, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations", -1,
@@ -66,6 +77,7 @@ absl::StatusOr<int> CurrentVersion(sqlite3* db, std::string_view name) {
 const std::vector<Migration>& Migrations() {
   static const auto* steps = new std::vector<Migration>{
       {1, "specs, deployments, instances, tokens, meta", kV1},
+      {2, "events", kV2},
   };
   return *steps;
 }

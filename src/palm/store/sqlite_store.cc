@@ -3,6 +3,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <map>
 #include <string>
 
@@ -17,7 +19,7 @@ namespace palm::store {
 bool WriteBatch::empty() const {
   return put_specs.empty() && put_deployments.empty() && delete_deployments.empty() &&
          put_instances.empty() && delete_instances.empty() && put_tokens.empty() &&
-         delete_tokens.empty();
+         delete_tokens.empty() && put_events.empty() && delete_events_through == 0;
 }
 
 namespace {
@@ -58,6 +60,13 @@ constexpr char kPutMeta[] =
     "INSERT INTO meta (key, value) VALUES (?1, ?2) "
     "ON CONFLICT (key) DO UPDATE SET value = excluded.value";
 constexpr char kPing[] = "SELECT 1";
+constexpr char kPutEvent[] =
+    "INSERT INTO events (seq, tenant, deployment, doc) VALUES (?1, ?2, ?3, ?4)";
+constexpr char kDeleteEventsThrough[] = "DELETE FROM events WHERE seq <= ?1";
+constexpr char kListEvents[] =
+    "SELECT seq, tenant, deployment, doc FROM events WHERE seq > ?1 "
+    "AND (?3 = '' OR tenant = ?3) AND (?4 = '' OR deployment = ?4) ORDER BY seq LIMIT ?2";
+constexpr char kLastEventSeq[] = "SELECT COALESCE(MAX(seq), 0) FROM events";
 
 std::string Basename(const std::string& path) {
   size_t slash = path.rfind('/');
@@ -176,6 +185,34 @@ class SqliteStore final : public Store {
     return Step(s, "writing meta " + key);
   }
 
+  absl::StatusOr<std::vector<EventRow>> ListEvents(int64_t after_seq, size_t limit,
+                                                   const std::string& tenant,
+                                                   const std::string& deployment) override {
+    std::vector<EventRow> rows;
+    PALM_ASSIGN_OR_RETURN(sqlite3_stmt * s, Stmt(kListEvents));
+    StmtScope scope(s);
+    sqlite3_bind_int64(s, 1, after_seq);
+    sqlite3_bind_int64(s, 2, static_cast<sqlite3_int64>(std::min<size_t>(limit, INT64_MAX)));
+    BindText(s, 3, tenant);
+    BindText(s, 4, deployment);
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+      int64_t seq = sqlite3_column_int64(s, 0);
+      PALM_ASSIGN_OR_RETURN(Json doc, ParseDoc(s, 3, "events", absl::StrCat(seq)));
+      rows.push_back({seq, ColumnText(s, 1), ColumnText(s, 2), std::move(doc)});
+    }
+    if (rc != SQLITE_DONE) return SqliteStatus(db_, rc, name_ + ": reading events");
+    return rows;
+  }
+
+  absl::StatusOr<int64_t> LastEventSeq() override {
+    PALM_ASSIGN_OR_RETURN(sqlite3_stmt * s, Stmt(kLastEventSeq));
+    StmtScope scope(s);
+    int rc = sqlite3_step(s);
+    if (rc != SQLITE_ROW) return SqliteStatus(db_, rc, name_ + ": reading events");
+    return static_cast<int64_t>(sqlite3_column_int64(s, 0));
+  }
+
   bool Healthy() override {
     absl::StatusOr<sqlite3_stmt*> s = Stmt(kPing);
     if (!s.ok()) return false;
@@ -228,6 +265,23 @@ class SqliteStore final : public Store {
     for (const TokenRow& r : b.put_tokens) {
       PALM_RETURN_IF_ERROR(Run(kPutToken, "writing a token",
                                {r.hash, r.tenant, r.role, r.instance_id, r.created_at}));
+    }
+    for (const EventRow& r : b.put_events) {
+      std::string what = absl::StrCat("event ", r.seq);
+      PALM_ASSIGN_OR_RETURN(std::string doc, DocText(r.doc, what));
+      PALM_ASSIGN_OR_RETURN(sqlite3_stmt * s, Stmt(kPutEvent));
+      StmtScope scope(s);
+      sqlite3_bind_int64(s, 1, r.seq);
+      BindText(s, 2, r.tenant);
+      BindText(s, 3, r.deployment);
+      BindText(s, 4, doc);
+      PALM_RETURN_IF_ERROR(Step(s, "writing " + what));
+    }
+    if (b.delete_events_through > 0) {
+      PALM_ASSIGN_OR_RETURN(sqlite3_stmt * s, Stmt(kDeleteEventsThrough));
+      StmtScope scope(s);
+      sqlite3_bind_int64(s, 1, b.delete_events_through);
+      PALM_RETURN_IF_ERROR(Step(s, "pruning events"));
     }
     return absl::OkStatus();
   }

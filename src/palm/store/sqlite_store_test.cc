@@ -128,9 +128,9 @@ TEST_F(StoreTest, MigratesFromEmpty) {
   auto s = Open();
   ASSERT_NE(s, nullptr);
   EXPECT_EQ(s->SchemaVersion(), LatestSchemaVersion());
-  EXPECT_EQ(LatestSchemaVersion(), 1);
+  EXPECT_EQ(LatestSchemaVersion(), 2);
   EXPECT_TRUE(s->Healthy());
-  EXPECT_EQ(Query("SELECT count(*) FROM schema_migrations"), "1");
+  EXPECT_EQ(Query("SELECT count(*) FROM schema_migrations"), "2");
   EXPECT_THAT(Query("SELECT applied_at FROM schema_migrations WHERE version = 1"),
               HasSubstr("T"));
   EXPECT_EQ(Query("PRAGMA journal_mode"), "wal");
@@ -166,7 +166,7 @@ TEST_F(StoreTest, ReopenKeepsDataAndSchemaVersion) {
   auto s = Open();
   ASSERT_NE(s, nullptr);
   EXPECT_EQ(s->SchemaVersion(), LatestSchemaVersion());
-  EXPECT_EQ(Query("SELECT count(*) FROM schema_migrations"), "1");
+  EXPECT_EQ(Query("SELECT count(*) FROM schema_migrations"), "2");
   ExpectEverything(*s);
   EXPECT_EQ(*s->GetMeta("admin_token_hash"), "abc");
 }
@@ -178,7 +178,7 @@ TEST_F(StoreTest, RefusesADatabaseFromANewerPalm) {
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(s.status().message(),
-            "palm.db has schema version 7 but this palm knows up to 1: upgrade palm");
+            "palm.db has schema version 7 but this palm knows up to 2: upgrade palm");
   EXPECT_EQ(ErrorCode(s.status()), "STORE_TOO_NEW");
   EXPECT_EQ(Query("SELECT max(version) FROM schema_migrations"), "7") << "left untouched";
 }
@@ -186,7 +186,7 @@ TEST_F(StoreTest, RefusesADatabaseFromANewerPalm) {
 TEST_F(StoreTest, AFailedMigrationStepIsRolledBack) {
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
-  std::vector<Migration> steps = Migrations();
+  std::vector<Migration> steps = {Migrations()[0]};
   steps.push_back({2, "broken", "CREATE TABLE half (x); INSERT INTO nowhere VALUES (1);"});
   absl::StatusOr<int> v = Migrate(db, "palm.db", steps);
   ASSERT_FALSE(v.ok());
@@ -198,7 +198,34 @@ TEST_F(StoreTest, AFailedMigrationStepIsRolledBack) {
   // The real store opens it fine afterwards.
   auto s = Open();
   ASSERT_NE(s, nullptr);
-  EXPECT_EQ(s->SchemaVersion(), 1);
+  EXPECT_EQ(s->SchemaVersion(), LatestSchemaVersion());
+}
+
+TEST_F(StoreTest, EventsAreListedInOrderWithFiltersAndPruned) {
+  auto s = Open();
+  WriteBatch b;
+  for (int i = 1; i <= 5; ++i) {
+    b.put_events.push_back({i, i == 3 ? "acme" : "default", i % 2 ? "web" : "",
+                            Json{{"seq", i}, {"kind", "InstanceStarted"}}});
+  }
+  ASSERT_TRUE(s->Apply(b).ok());
+  EXPECT_EQ(*s->LastEventSeq(), 5);
+  auto all = s->ListEvents(0, 100, "", "");
+  ASSERT_TRUE(all.ok());
+  ASSERT_EQ(all->size(), 5u);
+  EXPECT_EQ((*all)[4].doc["seq"], 5);
+  auto web = s->ListEvents(1, 100, "default", "web");
+  ASSERT_EQ(web->size(), 1u);  // seq 5 (3 is another tenant's, 1 is not after 1)
+  EXPECT_EQ((*web)[0].seq, 5);
+  EXPECT_EQ(s->ListEvents(0, 2, "", "")->size(), 2u);
+  WriteBatch prune;
+  prune.delete_events_through = 3;
+  ASSERT_TRUE(s->Apply(prune).ok());
+  EXPECT_EQ(s->ListEvents(0, 100, "", "")->front().seq, 4);
+  EXPECT_EQ(*s->LastEventSeq(), 5);
+  WriteBatch dup;
+  dup.put_events.push_back({5, "default", "", Json::object()});
+  EXPECT_FALSE(s->Apply(dup).ok()) << "a seq is written once";
 }
 
 TEST_F(StoreTest, ApplyIsAllOrNothing) {

@@ -44,6 +44,13 @@ struct TokenRow {
   std::string created_at;
 };
 
+struct EventRow {
+  int64_t seq = 0;          // assigned by the caller, strictly increasing
+  std::string tenant;
+  std::string deployment;   // "" when the event is not about a deployment
+  Json doc;                 // the event as the API returns it
+};
+
 // A set of writes applied in one transaction: all or nothing.
 struct WriteBatch {
   std::vector<SpecRow> put_specs;
@@ -53,6 +60,8 @@ struct WriteBatch {
   std::vector<std::pair<std::string, std::string>> delete_instances;    // (tenant, id)
   std::vector<TokenRow> put_tokens;
   std::vector<std::string> delete_tokens;                               // by hash
+  std::vector<EventRow> put_events;
+  int64_t delete_events_through = 0;  // retention: drop events with seq <= this (0 = none)
   bool empty() const;
 };
 
@@ -67,6 +76,14 @@ class Store {
   virtual absl::StatusOr<std::vector<DeploymentRow>> ListDeployments() = 0;
   virtual absl::StatusOr<std::vector<InstanceRow>> ListInstances() = 0;
   virtual absl::StatusOr<std::vector<TokenRow>> ListTokens() = 0;
+
+  // Events with seq > after_seq in seq order, at most `limit`; optionally of one tenant /
+  // deployment ("" = any).
+  virtual absl::StatusOr<std::vector<EventRow>> ListEvents(int64_t after_seq, size_t limit,
+                                                           const std::string& tenant,
+                                                           const std::string& deployment) = 0;
+  // The highest event seq stored (0 when none).
+  virtual absl::StatusOr<int64_t> LastEventSeq() = 0;
 
   // Small key/value table for daemon metadata (e.g. "admin_token_hash").
   virtual absl::StatusOr<std::optional<std::string>> GetMeta(const std::string& key) = 0;

@@ -1,0 +1,130 @@
+#include "palm/api/events.h"
+
+#include <charconv>
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+#include "boost/asio/steady_timer.hpp"
+#include "palm/api/errors.h"
+#include "palm/base/error.h"
+
+namespace palm::api {
+namespace {
+
+constexpr size_t kDefaultLimit = 1000;
+constexpr size_t kMaxLimit = 10000;
+constexpr auto kKeepalive = std::chrono::seconds(15);
+
+absl::StatusOr<int64_t> ParseSeq(const std::string& what, const std::string& text) {
+  int64_t v = 0;
+  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || p != text.data() + text.size() || v < 0) {
+    return InvalidArgument(absl::StrCat(what, ": must be an event seq (a number >= 0), got \"",
+                                        text, "\""));
+  }
+  return v;
+}
+
+// One follower: replayed, then fed by the event log until the peer leaves.
+class Follower : public std::enable_shared_from_this<Follower> {
+ public:
+  Follower(boost::asio::io_context& io, events::EventLog& log, std::string tenant,
+           std::string deployment, std::shared_ptr<http::Exchange> ex)
+      : timer_(io), log_(log), tenant_(std::move(tenant)), deployment_(std::move(deployment)),
+        ex_(std::move(ex)) {}
+
+  void Start() {
+    std::weak_ptr<Follower> weak = shared_from_this();
+    sub_ = log_.Subscribe([weak](const events::Json& e) {
+      if (auto self = weak.lock()) self->OnEvent(e);
+    });
+    ex_->OnClose([self = shared_from_this()] { self->Stop(); });
+    Keepalive();
+  }
+
+ private:
+  void OnEvent(const events::Json& e) {
+    if (events::EventLog::Matches(e, tenant_, deployment_)) ex_->Write(SseFrame(e));
+  }
+
+  void Keepalive() {
+    timer_.expires_after(kKeepalive);
+    timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+      if (ec || self->stopped_) return;
+      self->ex_->Write(": keepalive\n\n");
+      self->Keepalive();
+    });
+  }
+
+  void Stop() {
+    if (stopped_) return;
+    stopped_ = true;
+    log_.Unsubscribe(sub_);
+    timer_.cancel();
+  }
+
+  boost::asio::steady_timer timer_;
+  events::EventLog& log_;
+  std::string tenant_, deployment_;
+  std::shared_ptr<http::Exchange> ex_;
+  uint64_t sub_ = 0;
+  bool stopped_ = false;
+};
+
+}  // namespace
+
+std::string SseFrame(const events::Json& event) {
+  return absl::StrCat("id: ", event["seq"].get<int64_t>(), "\nevent: ",
+                      event.value("kind", "Event"), "\ndata: ",
+                      event.dump(-1, ' ', false, events::Json::error_handler_t::replace), "\n\n");
+}
+
+absl::StatusOr<http::Response> ServeEvents(boost::asio::io_context& io, events::EventLog& log,
+                                           store::Store& store, const std::string& tenant,
+                                           const http::Request& req,
+                                           const std::shared_ptr<http::Exchange>& ex) {
+  std::string deployment = req.Query("deployment").value_or("");
+  std::string follow = req.Query("follow").value_or("");
+  bool streaming = !follow.empty() && follow != "0" && follow != "false";
+  std::optional<int64_t> since;
+  if (auto s = req.Query("since"); s && !s->empty()) {
+    PALM_ASSIGN_OR_RETURN(since, ParseSeq("since", *s));
+  }
+  if (std::string last = req.Header("last-event-id"); streaming && !last.empty()) {
+    PALM_ASSIGN_OR_RETURN(since, ParseSeq("Last-Event-ID", last));
+  }
+  size_t limit = kDefaultLimit;
+  if (auto l = req.Query("limit"); l && !l->empty()) {
+    PALM_ASSIGN_OR_RETURN(int64_t n, ParseSeq("limit", *l));
+    if (n < 1 || n > static_cast<int64_t>(kMaxLimit)) {
+      return InvalidArgument(absl::StrCat("limit: must be from 1 to ", kMaxLimit));
+    }
+    limit = static_cast<size_t>(n);
+  }
+
+  if (!streaming) {
+    PALM_ASSIGN_OR_RETURN(auto items, log.List(store, tenant, deployment, since.value_or(0), limit));
+    events::Json next = items.size() == limit ? events::Json(items.back()["seq"]) : events::Json();
+    if (req.Query("order").value_or("") == "desc") std::reverse(items.begin(), items.end());
+    return JsonResponse(200, {{"items", std::move(items)}, {"next", next}});
+  }
+
+  ex->BeginStream(200, "text/event-stream");
+  ex->Write(": palm events\n\n");
+  if (since) {
+    // Replay in pages; nothing can be published in between (same thread).
+    int64_t cursor = *since;
+    while (true) {
+      PALM_ASSIGN_OR_RETURN(auto page, log.List(store, tenant, deployment, cursor, kMaxLimit));
+      for (const auto& e : page) ex->Write(SseFrame(e));
+      if (page.size() < kMaxLimit) break;
+      cursor = page.back()["seq"].get<int64_t>();
+    }
+  }
+  std::make_shared<Follower>(io, log, tenant, deployment, ex)->Start();
+  http::Response handled;
+  handled.status = 0;
+  return handled;
+}
+
+}  // namespace palm::api

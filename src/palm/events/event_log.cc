@@ -1,0 +1,86 @@
+#include "palm/events/event_log.h"
+
+#include <algorithm>
+
+#include "palm/base/clock.h"
+#include "palm/base/error.h"
+
+namespace palm::events {
+
+EventLog::EventLog(size_t retention, size_t tail) : retention_(retention), tail_limit_(tail) {}
+
+absl::Status EventLog::Load(store::Store& store) {
+  PALM_ASSIGN_OR_RETURN(last_seq_, store.LastEventSeq());
+  int64_t from = std::max<int64_t>(0, last_seq_ - static_cast<int64_t>(tail_limit_));
+  PALM_ASSIGN_OR_RETURN(auto rows, store.ListEvents(from, tail_limit_, "", ""));
+  for (auto& row : rows) tail_.push_back(std::move(row.doc));
+  return absl::OkStatus();
+}
+
+int64_t EventLog::Append(const Event& e, absl::Time now, store::WriteBatch* batch) {
+  int64_t seq = ++last_seq_;
+  Json doc = {{"seq", seq},
+              {"time", palm::FormatTime(now)},
+              {"severity", e.severity},
+              {"kind", e.kind},
+              {"object", {{"type", e.object_type}, {"name", e.object_name}}},
+              {"tenant", e.tenant},
+              {"deployment", e.deployment.empty() ? Json(nullptr) : Json(e.deployment)},
+              {"message", e.message},
+              {"correlation_id", e.correlation_id.empty() ? Json(nullptr) : Json(e.correlation_id)},
+              {"actor", {{"kind", e.actor_kind}, {"id", e.actor_id}}}};
+  batch->put_events.push_back({seq, e.tenant, e.deployment, doc});
+  // Prune in steps, not on every append: one DELETE per 1000 events.
+  if (seq % 1000 == 0 && seq > static_cast<int64_t>(retention_)) {
+    batch->delete_events_through = seq - static_cast<int64_t>(retention_);
+  }
+  unpublished_.push_back(std::move(doc));
+  return seq;
+}
+
+void EventLog::Publish() {
+  for (Json& doc : unpublished_) {
+    for (const auto& [id, s] : subscribers_) s(doc);
+    tail_.push_back(std::move(doc));
+    if (tail_.size() > tail_limit_) tail_.pop_front();
+  }
+  unpublished_.clear();
+}
+
+void EventLog::Discard() { unpublished_.clear(); }
+
+bool EventLog::Matches(const Json& event, const std::string& tenant,
+                       const std::string& deployment) {
+  if (event.value("tenant", "") != tenant) return false;
+  if (deployment.empty()) return true;
+  const Json& d = event["deployment"];
+  return d.is_string() && d.get<std::string>() == deployment;
+}
+
+absl::StatusOr<std::vector<Json>> EventLog::List(store::Store& store, const std::string& tenant,
+                                                 const std::string& deployment, int64_t since,
+                                                 size_t limit) const {
+  std::vector<Json> out;
+  bool tail_covers = since >= last_seq_ ||
+                     (!tail_.empty() && tail_.front()["seq"].get<int64_t>() <= since + 1);
+  if (tail_covers) {
+    for (const Json& e : tail_) {
+      if (out.size() >= limit) break;
+      if (e["seq"].get<int64_t>() > since && Matches(e, tenant, deployment)) out.push_back(e);
+    }
+    return out;
+  }
+  PALM_ASSIGN_OR_RETURN(auto rows, store.ListEvents(since, limit, tenant, deployment));
+  for (auto& row : rows) out.push_back(std::move(row.doc));
+  return out;
+}
+
+uint64_t EventLog::Subscribe(Subscriber s) {
+  uint64_t id = next_subscriber_++;
+  subscribers_.emplace(id, std::move(s));
+  return id;
+}
+
+void EventLog::Unsubscribe(uint64_t id) { subscribers_.erase(id); }
+
+}  // namespace palm::events
