@@ -181,6 +181,69 @@ expect_rc 0 deploy echo@1.0.0 --name hello --replicas 2 --config '{"greeting":"h
   --timeout 30s
 ok
 
+step "events lists DeploymentCreated and InstanceStarted"
+expect_rc 0 events -d hello
+grep -Eq '^[0-9]+ +[-0-9T:]+Z +info +DeploymentCreated +deployment/hello ' <<<"$OUT" ||
+  fail "a 'SEQ TIME info DeploymentCreated deployment/hello ...' row" "$OUT"
+grep -Eq ' InstanceStarted +instance/hello-001 ' <<<"$OUT" ||
+  fail "an 'InstanceStarted instance/hello-001' row" "$OUT"
+expect_rc 0 events -o json
+[[ "$(json 'all(k in e for e in d["items"] for k in ("seq", "time", "severity", "kind", "object", "message"))')" == True ]] ||
+  fail "items with seq, time, severity, kind, object, message" "$OUT"
+ok
+
+step "events --follow --since 0 streams the past events, then is stopped"
+"$PALM" events --follow --since 0 >"$DIR/follow.out" 2>"$DIR/follow.err" &
+follow_pid=$!
+followed() { grep -q 'InstanceStarted' "$DIR/follow.out"; }
+if ! poll 10 followed; then
+  OUT=$(cat "$DIR/follow.out"); ERR=$(cat "$DIR/follow.err")
+  kill "$follow_pid" 2>/dev/null
+  fail "InstanceStarted in the stream within 10s" "none"
+fi
+alive "$follow_pid" || fail "events --follow still running after the replay" "it exited"
+kill "$follow_pid"
+wait "$follow_pid" 2>/dev/null || true
+head -n 1 "$DIR/follow.out" | grep -Eq '^SEQ +TIME +SEVERITY +KIND +OBJECT +MESSAGE$' ||
+  fail "the header line SEQ TIME SEVERITY KIND OBJECT MESSAGE" "$(head -n 1 "$DIR/follow.out")"
+dups=$(awk 'NR > 1 { print $1 }' "$DIR/follow.out" | sort | uniq -d)
+[[ -z "$dups" ]] || fail "each seq once" "repeated: $dups"
+ok
+
+step "health summary and health unhealthy"
+expect_rc 0 health summary
+grep -Eq '^hello +2 +2 \(100%\) ' <<<"$OUT" || fail "a 'hello  2  2 (100%) ...' row" "$OUT"
+grep -q '^TOTAL ' <<<"$OUT" || fail "a TOTAL line" "$OUT"
+expect_rc 0 health summary -o json
+[[ "$(json '[x["desired"] for x in d["deployments"] if x["name"] == "hello"]')" == "[2]" ]] ||
+  fail "deployments[hello].desired == 2" "$OUT"
+expect_rc 0 health unhealthy
+[[ "$OUT" == "all instances healthy" ]] || fail "all instances healthy" "$OUT"
+expect_rc 3 health check nope-999
+ok
+
+step "deploy of a never-ready agent --wait exits 5 with HEALTH_CHECK_FAILED"
+cat >"$DIR/never.yaml" <<EOF
+kind: AgentSpec
+name: never
+version: 1.0.0
+command: ["python3", "$SRC/examples/agents/echo_agent.py"]
+ports: [http]
+health_check:
+  readiness: {http: {port: http, path: /not-there}, period_s: 1, failure_threshold: 1}
+EOF
+expect_rc 0 spec register -f "$DIR/never.yaml"
+expect_rc 5 deploy never@1.0.0 --replicas 1 --wait --timeout 3s
+grep -q '^error: HEALTH_CHECK_FAILED: deployment never: 0 of 1 ready after 3s' <<<"$ERR" ||
+  fail "'error: HEALTH_CHECK_FAILED: deployment never: 0 of 1 ready after 3s...'" "$ERR"
+expect_rc 0 health unhealthy
+grep -Eq '^never-001 +never +Running +.* no$' <<<"$OUT" || fail "a never-001 row, READY no" "$OUT"
+expect_rc 1 health check never-001
+grep -Eq '^readiness +http +FAIL ' <<<"$OUT" || fail "a 'readiness http FAIL' row" "$OUT"
+grep -q 'readiness probe failed' <<<"$ERR" || fail "'readiness probe failed' on stderr" "$ERR"
+expect_rc 0 deployment delete never -y
+ok
+
 step "status shows hello"
 expect_rc 0 status
 grep -Eq '^hello +echo@1\.0\.0 ' <<<"$OUT" || fail "a 'hello  echo@1.0.0 ...' row" "$OUT"

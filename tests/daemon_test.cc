@@ -1,5 +1,6 @@
 // End-to-end: a real daemon, real agent processes, real kill -9s.
 #include <signal.h>
+#include <sys/wait.h>
 
 #include <filesystem>
 #include <fstream>
@@ -286,6 +287,18 @@ TEST_F(DaemonTest, InstanceTokensAreScopedToAgentEndpoints) {
   auto inst = daemon_.Instances("envdump")[0];
   EXPECT_EQ(inst["health"]["status"], "Degraded");
   EXPECT_EQ(inst["health"]["reason"], "slow");
+  // The agent's metrics and health roll up to its deployment and the fleet's health views.
+  auto dep = daemon_.Call("GET", "/v1/deployments/envdump").body;
+  EXPECT_EQ(dep["status"]["metrics"]["q"]["sum"], 3.0) << dep;
+  EXPECT_EQ(dep["status"]["metrics"]["q"]["mean"], 3.0);
+  EXPECT_EQ(dep["status"]["health"]["degraded"], 1);
+  auto summary = daemon_.Call("GET", "/v1/health/summary").body;
+  ASSERT_EQ(summary["deployments"].size(), 1u) << summary;
+  EXPECT_EQ(summary["deployments"][0]["degraded"], 1);
+  EXPECT_EQ(summary["deployments"][0]["degraded_pct"], 100.0);
+  auto unhealthy = daemon_.Call("GET", "/v1/health/unhealthy").body;
+  ASSERT_EQ(unhealthy["items"].size(), 1u);
+  EXPECT_EQ(unhealthy["items"][0]["id"], inst["id"]);
   // The admin token is not an agent.
   EXPECT_EQ(daemon_.Call("POST", "/v1/agent/heartbeat", {{"status", "ok"}}).status, 403u);
 }
@@ -381,6 +394,138 @@ TEST_F(DaemonTest, EventsRecordLifecycleAndTheStreamResumesWithoutLossOrDuplicat
   daemon_.Start();
   auto after = daemon_.Call("GET", "/v1/events?since=0&limit=10000").body["items"];
   EXPECT_GE(after.size(), all.size());
+}
+
+}  // namespace
+}  // namespace palm::testing
+
+namespace palm::testing {
+namespace {
+
+Json ProbeSpec(const std::string& name, const Json& health_check, const Json& config) {
+  return {{"name", name},
+          {"version", "1.0.0"},
+          {"command", {"python3", SourceDir() + "/tests/agents/probe_agent.py"}},
+          {"ports", {"http"}},
+          {"config", config},
+          {"health_check", health_check},
+          {"stop", {{"signal", "SIGTERM"}, {"grace_s", 2}}}};
+}
+
+std::vector<Json> EventsOf(Daemon& d, const std::string& deployment) {
+  auto r = d.Call("GET", "/v1/events?limit=10000&deployment=" + deployment);
+  return {r.body["items"].begin(), r.body["items"].end()};
+}
+
+TEST_F(DaemonTest, FailingLivenessProbeRestartsTheAgentAndAnEventSaysWhy) {
+  std::string fail_file = dir_.path() + "/unhealthy";
+  daemon_.RegisterSpec(ProbeSpec(
+      "flaky",
+      {{"startup", {{"tcp", {{"port", "http"}}}, {"period_s", 0.1}, {"failure_threshold", 100}}},
+       {"liveness", {{"http", {{"port", "http"}, {"path", "/healthz"}}},
+                     {"period_s", 0.2}, {"timeout_s", 1}, {"failure_threshold", 2}}}},
+      {{"fail_file", fail_file}}));
+  daemon_.CreateDeployment({{"name", "flaky"}, {"spec", "flaky@1.0.0"}, {"replicas", 1},
+                            {"restart_policy", FastRestart()}});
+  ASSERT_TRUE(daemon_.WaitRunning("flaky", 1));
+  ASSERT_TRUE(WaitFor([&] {
+    return daemon_.Call("GET", "/v1/instances/flaky-001").body["health"]["status"] == "Healthy";
+  })) << daemon_.Call("GET", "/v1/instances/flaky-001").raw;
+  int pid = daemon_.Instances("flaky")[0]["pid"];
+  std::ofstream(fail_file) << "x";  // /healthz now answers 503
+  ASSERT_TRUE(WaitFor([&] {
+    auto in = daemon_.Call("GET", "/v1/instances/flaky-001").body;
+    return in["restarts"].get<int>() >= 1;
+  })) << daemon_.Call("GET", "/v1/instances/flaky-001").raw;
+  EXPECT_TRUE(WaitFor([&] { return !ProcessAlive(pid); })) << "the old process was stopped";
+  auto events = EventsOf(daemon_, "flaky");
+  bool said_why = false;
+  for (const auto& e : events) {
+    if (e["kind"] == "LivenessRestart" &&
+        e["message"].get<std::string>().find("HTTP 503") != std::string::npos) {
+      said_why = true;
+    }
+  }
+  EXPECT_TRUE(said_why) << Json(events).dump(1);
+  EXPECT_THAT(Kinds(events), ::testing::IsSupersetOf({"ProbeFailed", "Unhealthy"}));
+  // Healed once the endpoint answers again.
+  std::filesystem::remove(fail_file);
+  ASSERT_TRUE(WaitFor([&] {
+    auto in = daemon_.Call("GET", "/v1/instances/flaky-001").body;
+    return in["state"] == "Running" && in["health"]["status"] == "Healthy";
+  })) << daemon_.Call("GET", "/v1/instances/flaky-001").raw;
+  auto probes = daemon_.Call("GET", "/v1/instances/flaky-001").body["probes"];
+  EXPECT_TRUE(probes.contains("liveness")) << probes;
+}
+
+TEST_F(DaemonTest, ANeverReadyAgentIsNotAvailableAndWaitExitsFive) {
+  daemon_.RegisterSpec(ProbeSpec(
+      "stuck",
+      {{"readiness", {{"http", {{"port", "http"}, {"path", "/ready"}}}, {"period_s", 0.2}}}},
+      {{"never_ready", true}}));
+  daemon_.CreateDeployment({{"name", "stuck"}, {"spec", "stuck@1.0.0"}, {"replicas", 2}});
+  ASSERT_TRUE(daemon_.WaitRunning("stuck", 2));
+  ASSERT_TRUE(WaitFor([&] {
+    auto st = daemon_.Call("GET", "/v1/deployments/stuck").body["status"];
+    return st["last_probe_failure"].is_object() &&
+           st["last_probe_failure"]["message"] == "HTTP 503";
+  })) << daemon_.Call("GET", "/v1/deployments/stuck").raw;
+  auto st = daemon_.Call("GET", "/v1/deployments/stuck").body["status"];
+  EXPECT_EQ(st["replicas"]["ready"], 0);
+  EXPECT_EQ(st["replicas"]["available"], 0);
+  EXPECT_EQ(st["last_probe_failure"]["probe"], "readiness");
+  EXPECT_THAT(st["last_probe_failure"]["message"].get<std::string>(), HasSubstr("503"));
+  EXPECT_EQ(daemon_.Instances("stuck")[0]["health"]["status"], "Degraded");
+  // `palm deployment scale --wait` times out with exit code 5 and the probe's message.
+  std::string cmd = absl::StrCat("PALM_ENDPOINT=", daemon_.endpoint(), " PALM_TOKEN=",
+                                 daemon_.token(), " ", PalmBin(),
+                                 " deployment scale stuck 2 --wait --timeout 1s 2>&1");
+  FILE* p = ::popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[512];
+  while (size_t n = std::fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+  int status = ::pclose(p);
+  EXPECT_EQ(WEXITSTATUS(status), 5) << out;
+  EXPECT_THAT(out, HasSubstr("HEALTH_CHECK_FAILED"));
+  EXPECT_THAT(out, HasSubstr("503"));
+  // `palm health check` runs the probe now.
+  auto check = daemon_.Call("POST", "/v1/instances/stuck-001/check");
+  ASSERT_EQ(check.status, 200u) << check.raw;
+  ASSERT_EQ(check.body["probes"].size(), 1u);
+  EXPECT_EQ(check.body["probes"][0]["probe"], "readiness");
+  EXPECT_EQ(check.body["probes"][0]["ok"], false);
+}
+
+TEST_F(DaemonTest, AStartupProbeHoldsLivenessOff) {
+  // The agent listens only after 1.5 s; liveness alone (threshold 1, every 0.1 s) would
+  // kill it long before. The startup probe gives it up to 5 s.
+  daemon_.RegisterSpec(ProbeSpec(
+      "slow",
+      {{"startup", {{"tcp", {{"port", "http"}}}, {"period_s", 0.1}, {"failure_threshold", 50}}},
+       {"liveness", {{"http", {{"port", "http"}, {"path", "/healthz"}}},
+                     {"period_s", 0.1}, {"failure_threshold", 1}}}},
+      {{"listen_after_s", 1.5}}));
+  daemon_.CreateDeployment({{"name", "slow"}, {"spec", "slow@1.0.0"}, {"replicas", 1}});
+  ASSERT_TRUE(WaitFor([&] {
+    auto in = daemon_.Call("GET", "/v1/instances/slow-001").body;
+    return in["ready"] == true && in["health"]["status"] == "Healthy";
+  })) << daemon_.Call("GET", "/v1/instances/slow-001").raw;
+  EXPECT_EQ(daemon_.Call("GET", "/v1/instances/slow-001").body["restarts"], 0);
+}
+
+TEST_F(DaemonTest, BadProbeBlocksAreRefusedAtRegistration) {
+  auto bad = [&](const Json& hc) {
+    auto r = daemon_.Call("POST", "/v1/specs", ProbeSpec("bad", hc, Json::object()));
+    EXPECT_EQ(r.status, 400u) << hc << " -> " << r.raw;
+    return r.body["error"]["message"].get<std::string>();
+  };
+  EXPECT_THAT(bad({{"liveness", {{"grpc", {{"port", "http"}}}}}}), HasSubstr("liveness"));
+  EXPECT_THAT(bad({{"liveness", {{"http", {{"port", "admin"}}}}}}), HasSubstr("admin"));
+  EXPECT_THAT(bad({{"readiness", {{"tcp", {{"port", "http"}}}, {"failure_threshold", 0}}}}),
+              HasSubstr("failure_threshold"));
+  EXPECT_THAT(bad({{"liveness", {{"tcp", {{"port", "http"}}}, {"success_threshold", 2}}}}),
+              HasSubstr("success_threshold"));
+  EXPECT_TRUE(daemon_.Call("GET", "/v1/specs").body["items"].empty());
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cmath>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -195,7 +196,11 @@ class Api::Impl {
       return ListInstances(req, t);
     } else if (seg.size() == 2 && seg[0] == "instances" && m == "GET") {
       PALM_ASSIGN_OR_RETURN(const model::Instance* in, sup_.GetInstance(t, seg[1]));
-      return JsonResponse(200, model::ToJson(*in));
+      Json j = model::ToJson(*in);
+      j["probes"] = sup_.DescribeProbes(t, in->id);
+      return JsonResponse(200, j);
+    } else if (seg.size() == 3 && seg[0] == "instances" && seg[2] == "check" && m == "POST") {
+      return CheckInstance(t, seg[1], ex);
     } else if (seg.size() == 3 && seg[0] == "instances" && seg[2] == "restart" && m == "POST") {
       PALM_RETURN_IF_ERROR(sup_.RestartInstance(t, seg[1]));
       PALM_ASSIGN_OR_RETURN(const model::Instance* in, sup_.GetInstance(t, seg[1]));
@@ -205,6 +210,10 @@ class Api::Impl {
       return ServeLogs(io_, in->log_path, req, ex);
     } else if (seg.size() == 1 && seg[0] == "events" && m == "GET" && options_.events) {
       return ServeEvents(io_, *options_.events, *options_.store, t, req, ex);
+    } else if (seg.size() == 2 && seg[0] == "health" && seg[1] == "summary" && m == "GET") {
+      return JsonResponse(200, HealthSummary(t));
+    } else if (seg.size() == 2 && seg[0] == "health" && seg[1] == "unhealthy" && m == "GET") {
+      return JsonResponse(200, Unhealthy(req, t));
     } else if (seg.size() == 1 && seg[0] == "status" && m == "GET") {
       return JsonResponse(200, FleetStatus(t));
     } else if (seg.size() == 1 && seg[0] == "daemon" && m == "GET") {
@@ -318,6 +327,77 @@ class Api::Impl {
     return JsonResponse(200, Page(std::move(items), req, "id"));
   }
 
+  // Per deployment: health counts with percentages of its live instances (FLEET STATUS).
+  Json HealthSummary(const std::string& t) const {
+    Json deps = Json::array();
+    std::map<std::string, int64_t> totals = {{"instances", 0}, {"healthy", 0}, {"degraded", 0},
+                                             {"unhealthy", 0}, {"unknown", 0}, {"ready", 0}};
+    for (const model::Deployment* d : sup_.ListDeployments(t)) {
+      Json st = sup_.DeploymentStatus(*d);
+      const Json& h = st["health"];
+      int64_t n = st["replicas"]["current"];
+      auto pct = [&](const char* k) {
+        return n == 0 ? 0.0 : std::round(1000.0 * h[k].get<int64_t>() / n) / 10.0;
+      };
+      deps.push_back({{"name", d->name},
+                      {"desired", d->replicas},
+                      {"instances", n},
+                      {"healthy", h["healthy"]},
+                      {"degraded", h["degraded"]},
+                      {"unhealthy", h["unhealthy"]},
+                      {"unknown", h["unknown"]},
+                      {"ready", st["replicas"]["ready"]},
+                      {"available", st["replicas"]["available"]},
+                      {"healthy_pct", pct("healthy")},
+                      {"degraded_pct", pct("degraded")},
+                      {"unhealthy_pct", pct("unhealthy")}});
+      totals["instances"] += n;
+      for (const char* k : {"healthy", "degraded", "unhealthy", "unknown"}) {
+        totals[k] += h[k].get<int64_t>();
+      }
+      totals["ready"] += st["replicas"]["ready"].get<int64_t>();
+    }
+    return {{"deployments", deps}, {"totals", totals}};
+  }
+
+  // Instances that are Degraded or Unhealthy, or running but not ready.
+  Json Unhealthy(const http::Request& req, const std::string& t) const {
+    std::vector<Json> items;
+    std::string dep = req.Query("deployment").value_or("");
+    for (const model::Instance* in : sup_.ListInstances(t, dep, std::nullopt)) {
+      bool bad = in->health == model::HealthStatus::kDegraded ||
+                 in->health == model::HealthStatus::kUnhealthy ||
+                 (in->state == model::InstanceState::kRunning && !in->ready);
+      if (bad) items.push_back(model::ToJson(*in));
+    }
+    return Page(std::move(items), req, "id");
+  }
+
+  // Runs the instance's probes now and answers when they are done.
+  absl::StatusOr<http::Response> CheckInstance(const std::string& t, const std::string& id,
+                                               const std::shared_ptr<http::Exchange>& ex) {
+    PALM_RETURN_IF_ERROR(sup_.CheckInstance(t, id, [this, t, id, ex](auto checks) {
+      Json probes = Json::array();
+      for (const auto& c : checks) {
+        probes.push_back({{"probe", c.probe},
+                          {"type", c.type},
+                          {"ok", c.ok},
+                          {"message", c.message},
+                          {"latency_ms", c.latency_ms}});
+      }
+      Json body = {{"instance", id}, {"probes", probes}};
+      if (auto in = sup_.GetInstance(t, id); in.ok()) {
+        Json inst = model::ToJson(**in);
+        body["health"] = inst["health"];
+        body["ready"] = inst["ready"];
+      }
+      ex->Respond(JsonResponse(200, body));
+    }));
+    http::Response handled;
+    handled.status = 0;
+    return handled;
+  }
+
   Json FleetStatus(const std::string& t) const {
     Json deps = Json::array();
     for (const model::Deployment* d : sup_.ListDeployments(t)) {
@@ -332,6 +412,10 @@ class Api::Impl {
                       {"ready", st["replicas"]["ready"]},
                       {"available", st["replicas"]["available"]},
                       {"restarts", st["restarts"]},
+                      {"healthy", st["health"]["healthy"]},
+                      {"degraded", st["health"]["degraded"]},
+                      {"unhealthy", st["health"]["unhealthy"]},
+                      {"metrics", st["metrics"]},
                       {"instances_by_state", st["instances_by_state"]}});
     }
     std::map<std::string, int64_t> by_state;

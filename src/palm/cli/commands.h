@@ -26,15 +26,19 @@ void AddStatusCommand(CLI::App& app, Action* action);
 void AddSpecCommands(CLI::App& app, Action* action);
 void AddDeploymentCommands(CLI::App& app, Action* action);
 void AddInstanceCommands(CLI::App& app, Action* action);
+void AddHealthCommands(CLI::App& app, Action* action);
+void AddEventsCommand(CLI::App& app, Action* action);
 
 // "name@version" or the agent_ref form "org/agents/name:version"; version may be empty
 // unless `need_version`. Usage error otherwise.
 absl::Status SplitSpecRef(const std::string& ref, bool need_version, std::string* name,
                           std::string* version);
 
-// Polls GET /v1/deployments/{name} until its desired replicas are all ready, current and
-// updated, showing "ready 3/5" on a terminal. Fails with kDeadlineExceeded (exit 5) after
-// `timeout`. On success `*last` holds the final answer.
+// Polls GET /v1/deployments/{name} until status.replicas.available and .updated both equal
+// the desired count (see ReadProgress), redrawing "deployment N: ready 3/5 [###...]" on
+// stderr when it is a terminal. After `timeout` fails with kDeadlineExceeded (exit 5), code
+// HEALTH_CHECK_FAILED and WaitFailureMessage(). `*last` holds the last answer either way
+// (untouched when a request failed).
 absl::Status WaitForDeployment(Context& ctx, const std::string& name, absl::Duration timeout,
                                ApiResult* last);
 

@@ -7,6 +7,7 @@
 #include "absl/time/clock.h"
 #include "palm/base/error.h"
 #include "palm/cli/commands.h"
+#include "palm/cli/health_view.h"
 #include "palm/cli/input.h"
 #include "palm/cli/output.h"
 
@@ -133,6 +134,22 @@ absl::Status Describe(Context& ctx, const std::string& name) {
                          Cell(At(rep, {"ready"})), " ready | ", Cell(At(rep, {"available"})),
                          " available | ", Cell(At(rep, {"unavailable"})), " unavailable")});
   t.AddRow({"Instances:", states.empty() ? "-" : absl::StrJoin(states, ", ")});
+  if (const Doc& h = At(st, {"health"}); h.is_object()) {
+    t.AddRow({"Health:", absl::StrCat(Cell(At(h, {"healthy"})), " healthy | ",
+                                      Cell(At(h, {"degraded"})), " degraded | ",
+                                      Cell(At(h, {"unhealthy"})), " unhealthy | ",
+                                      Cell(At(h, {"unknown"})), " unknown")});
+  }
+  if (std::string m = MetricsSummary(At(st, {"metrics"})); !m.empty()) {
+    t.AddRow({"Metrics:", m});
+  }
+  if (const Doc& f = At(st, {"last_probe_failure"}); f.is_object()) {
+    std::string at;
+    if (const Doc& when = At(f, {"at"}); when.is_string()) {
+      at = absl::StrCat(" (", Age(when, absl::Now()), " ago)");
+    }
+    t.AddRow({"Last probe failure:", absl::StrCat(NotReadyReason(d), at)});
+  }
   t.AddRow({"Restarts:", Cell(At(st, {"restarts"}))});
   t.AddRow({"Strategy:", Cell(At(d, {"strategy", "type"}))});
   t.AddRow({"Config:", Cell(At(d, {"config"}))});
@@ -207,55 +224,43 @@ absl::Status Delete(Context& ctx, const std::string& name) {
   return absl::OkStatus();
 }
 
-// A one-line bar for the terminal: "[#######.......] ready 3/5".
-std::string Bar(int64_t ready, int64_t desired) {
-  constexpr int kWidth = 20;
-  const int filled =
-      desired <= 0 ? kWidth : static_cast<int>(std::min<int64_t>(ready, desired) * kWidth / desired);
-  return absl::StrCat("[", std::string(filled, '#'), std::string(kWidth - filled, '.'), "]");
-}
-
 }  // namespace
 
 absl::Status WaitForDeployment(Context& ctx, const std::string& name, absl::Duration timeout,
                                ApiResult* last) {
   const absl::Time deadline = absl::Now() + timeout;
   const bool tty = StderrIsTty();
-  int64_t ready = 0, desired = 0;
-  std::string phase = "-";
+  bool drawn = false;
+  ApiResult answer;
   while (true) {
     auto r = ctx.Get(ctx.WithTenant(DeploymentPath(name)));
     if (!r.ok()) {
-      if (tty) std::cerr << "\n";
+      if (drawn) std::cerr << "\n";
       return r.status();
     }
-    const Doc& rep = At(r->doc, {"status", "replicas"});
-    desired = Num(At(rep, {"desired"}), Num(At(r->doc, {"replicas"})));
-    ready = Num(At(rep, {"ready"}));
-    const int64_t current = Num(At(rep, {"current"}), desired);
-    const int64_t updated = Num(At(rep, {"updated"}), desired);
-    phase = Cell(At(r->doc, {"status", "phase"}));
-    if (tty) {
-      std::cerr << "\r\033[K" << "deployment " << name << " " << Bar(ready, desired) << " ready "
-                << ready << "/" << desired << "  " << phase << std::flush;
+    answer = std::move(*r);
+    const RolloutProgress p = ReadProgress(answer.doc);
+    if (tty) {  // redrawn in place; a pipe or log file gets only the final line
+      std::cerr << "\r\033[K" << "deployment " << name << ": " << ProgressLine(p) << "  "
+                << p.phase << std::flush;
+      drawn = true;
     }
-    if (ready >= desired && current == desired && updated >= desired) {
-      if (tty) std::cerr << "\n";
+    if (p.done) {
+      if (drawn) std::cerr << "\n";
       if (ctx.format() == OutputFormat::kTable) {
-        std::cout << "deployment " << name << " ready " << ready << "/" << desired << "\n";
+        std::cout << "deployment " << name << " ready " << p.ready << "/" << p.desired << "\n";
       }
-      *last = std::move(*r);
+      *last = std::move(answer);
       return absl::OkStatus();
     }
     if (absl::Now() >= deadline) break;
     absl::SleepFor(std::min(absl::Milliseconds(500), deadline - absl::Now()));
   }
-  if (tty) std::cerr << "\n";
-  return Error(absl::StatusCode::kDeadlineExceeded, "TIMEOUT",
-               absl::StrCat("timed out after ", absl::FormatDuration(timeout),
-                            " waiting for deployment ", name, ": ready ", ready, "/", desired,
-                            " (phase ", phase, ")"),
-               absl::StrCat("see `palm instance list -d ", name,
+  if (drawn) std::cerr << "\n";
+  *last = std::move(answer);
+  return Error(absl::StatusCode::kDeadlineExceeded, "HEALTH_CHECK_FAILED",
+               WaitFailureMessage(name, last->doc, timeout),
+               absl::StrCat("see `palm health unhealthy`, `palm events -d ", name,
                             "` and `palm instance logs ID`; raise --timeout to wait longer"));
 }
 

@@ -80,6 +80,15 @@ TEST_F(FlagsTest, VerbFlagsParse) {
   EXPECT_EQ(Parse({"deployment", "scale", "conf", "3", "--wait"}).code, -1);
   EXPECT_EQ(Parse({"instance", "logs", "conf-001", "-f", "--tail", "10"}).code, -1);
   EXPECT_EQ(Parse({"instances", "list"}).code, -1);  // alias
+  EXPECT_EQ(Parse({"events"}).code, -1);
+  EXPECT_EQ(Parse({"events", "-f", "-d", "conf", "--since", "0", "--limit", "5", "-o", "json"})
+                .code,
+            -1);
+  EXPECT_EQ(Parse({"events", "--follow", "--deployment", "conf"}).code, -1);
+  EXPECT_EQ(Parse({"health", "summary", "-o", "json"}).code, -1);
+  EXPECT_EQ(Parse({"health", "unhealthy"}).code, -1);
+  EXPECT_EQ(Parse({"health", "check", "conf-001"}).code, -1);
+  EXPECT_EQ(Parse({"deployment", "apply", "-f", "d.yaml", "--wait", "--timeout", "1m"}).code, -1);
 }
 
 TEST_F(FlagsTest, UsageErrorsExitTwo) {
@@ -93,18 +102,25 @@ TEST_F(FlagsTest, UsageErrorsExitTwo) {
   EXPECT_EQ(Parse({"spec", "register"}).code, kExitUsage);
   EXPECT_EQ(Parse({"spec"}).code, kExitUsage);
   EXPECT_EQ(Parse({"deployment", "scale", "conf", "many"}).code, kExitUsage);
+  EXPECT_EQ(Parse({"health"}).code, kExitUsage);
+  EXPECT_EQ(Parse({"health", "check"}).code, kExitUsage);
+  EXPECT_EQ(Parse({"health", "sick"}).code, kExitUsage);
+  EXPECT_EQ(Parse({"events", "--since", "-1"}).code, kExitUsage);
+  EXPECT_EQ(Parse({"events", "--limit", "0"}).code, kExitUsage);
 }
 
 TEST_F(FlagsTest, HelpExitsZero) {
   EXPECT_EQ(Parse({"--help"}).code, 0);
   EXPECT_EQ(Parse({"deploy", "--help"}).code, 0);
   EXPECT_EQ(Parse({"deployment", "scale", "--help"}).code, 0);
+  EXPECT_EQ(Parse({"health", "--help"}).code, 0);  // the conformance hook's probe
+  EXPECT_EQ(Parse({"events", "--help"}).code, 0);
 }
 
 // The conformance hook probes `palm health --help` to decide which areas exist: verbs that
 // are not implemented must not answer it.
 TEST_F(FlagsTest, UnimplementedVerbsAreNotRegistered) {
-  for (const char* verb : {"health", "task", "rollout", "policy", "events", "kill"}) {
+  for (const char* verb : {"task", "rollout", "policy", "kill"}) {
     EXPECT_NE(Parse({verb, "--help"}).code, 0) << verb;
   }
   EXPECT_NE(Parse({"deployment", "history", "--help"}).code, 0);

@@ -88,6 +88,8 @@ std::unique_ptr<CLI::App> BuildApp(GlobalOptions* g, Action* action) {
   AddSpecCommands(*app, action);
   AddDeploymentCommands(*app, action);
   AddInstanceCommands(*app, action);
+  AddHealthCommands(*app, action);
+  AddEventsCommand(*app, action);
   for (CLI::App* sub : app->get_subcommands([](CLI::App*) { return true; })) {
     sub->fallthrough();
     for (CLI::App* leaf : sub->get_subcommands([](CLI::App*) { return true; })) leaf->fallthrough();

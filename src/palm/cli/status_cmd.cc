@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "palm/cli/commands.h"
+#include "palm/cli/health_view.h"
 #include "palm/cli/output.h"
 
 namespace palm::cli {
@@ -27,13 +28,31 @@ absl::Status FleetStatus(Context& ctx) {
   about.push_back(ctx.options().endpoint);
   std::cout << header << "   " << absl::StrJoin(about, " · ") << "\n\n";
 
-  Table t({"name", "spec", "rev", "desired", "running", "ready", "restarts", "phase"});
   const Doc& deps = At(doc, {"deployments"});
+  // Health counts come from daemons with probes; older ones lack them (no columns then).
+  bool with_health = false;
+  if (deps.is_array()) {
+    for (const Doc& d : deps) with_health = with_health || d.contains("healthy");
+  }
+  std::vector<std::string> headers = {"name",    "spec",  "rev",      "desired",
+                                      "running", "ready", "restarts", "phase"};
+  if (with_health) headers.insert(headers.end(), {"healthy", "degraded", "unhealthy"});
+  Table t(headers);
+  std::vector<std::string> metrics;
   if (deps.is_array()) {
     for (const Doc& d : deps) {
-      t.AddRow({Cell(At(d, {"name"})), Cell(At(d, {"spec"})), Cell(At(d, {"revision"})),
-                Cell(At(d, {"desired"})), Cell(At(d, {"running"})), Cell(At(d, {"ready"})),
-                Cell(At(d, {"restarts"})), Cell(At(d, {"phase"}))});
+      std::vector<std::string> row = {Cell(At(d, {"name"})),     Cell(At(d, {"spec"})),
+                                      Cell(At(d, {"revision"})), Cell(At(d, {"desired"})),
+                                      Cell(At(d, {"running"})),  Cell(At(d, {"ready"})),
+                                      Cell(At(d, {"restarts"})), Cell(At(d, {"phase"}))};
+      if (with_health) {
+        row.insert(row.end(), {Cell(At(d, {"healthy"})), Cell(At(d, {"degraded"})),
+                               Cell(At(d, {"unhealthy"}))});
+      }
+      t.AddRow(std::move(row));
+      if (std::string m = MetricsSummary(At(d, {"metrics"})); !m.empty()) {
+        metrics.push_back(absl::StrCat(Cell(At(d, {"name"})), ": ", m));
+      }
     }
   }
   if (t.rows() == 0) {
@@ -41,6 +60,10 @@ absl::Status FleetStatus(Context& ctx) {
                  "palm deploy NAME@VERSION --replicas N\n";
   } else {
     std::cout << t.Render();
+  }
+  if (!metrics.empty()) {
+    std::cout << "\nMETRICS\n";
+    for (const auto& m : metrics) std::cout << "  " << m << "\n";
   }
 
   const Doc& inst = At(doc, {"instances"});

@@ -30,6 +30,16 @@ struct Supervisor::Live {
   bool restart_after = false;   // start again once the process is gone (instance restart)
   bool kill_sent = false;       // SIGKILL already sent for the current stop
   std::string pending_token;    // PALM_TOKEN of the start under way (between the two phases)
+  // Probe verdicts (health manager) and the agent's own word (heartbeats): health derives
+  // from both (DeriveHealth).
+  bool probed = false;          // tracked by the health manager with probes configured
+  bool probe_observed = false;  // a probe result has come in since the last start
+  bool probe_started = true, probe_live = true, probe_ready = true;
+  std::string probe_failing, probe_message;
+  bool heartbeat_seen = false, heartbeat_degraded = false;
+  std::string heartbeat_reason;
+  std::string liveness_failure;  // set when a failed liveness probe is restarting it
+  bool healing = false;          // restarted by a liveness failure, not yet healthy again
   absl::Time stop_deadline = absl::InfiniteFuture();
   DeploymentKey key() const { return {inst.tenant, inst.deployment}; }
 };
@@ -120,6 +130,7 @@ absl::Status Supervisor::Load() {
     if (st.ok()) {
       ++adopted;
       EmitFor(l, "info", "InstanceAdopted", absl::StrCat("(pid ", l.inst.pid, ") adopted"));
+      if (const Deployment* d = FindDeployment(l.key()); d && !l.removing) TrackHealth(l, *d);
       if (l.inst.state == InstanceState::kStopping) {
         // A stop was under way when the daemon died: finish it with a fresh grace period.
         l.inst.state = InstanceState::kRunning;
@@ -166,8 +177,8 @@ size_t Supervisor::RecoverUnrecordedStarts(const std::vector<Live*>& unrecorded)
       in.pid = it->second.pid.pid;
       in.proc_start_time = it->second.pid.start_time;
       in.state = InstanceState::kRunning;
-      in.ready = true;
       in.started_at = clock_.Now();
+      if (const Deployment* d = FindDeployment(l->key())) TrackHealth(*l, *d);
       in.last_error.clear();
       ++found;
       EmitFor(*l, "info", "InstanceAdopted",
@@ -194,6 +205,7 @@ void Supervisor::Erase(const std::string& runtime_key) {
   for (auto& [name, port] : in.ports) ports_.Release(port);
   if (!in.token_hash.empty()) token_to_instance_.erase(in.token_hash);
   heartbeat_dirty_.erase(runtime_key);
+  if (health_) health_->Untrack(runtime_key);
   pending_.delete_instances.emplace_back(in.tenant, in.id);
   instances_.erase(it);
 }
@@ -448,12 +460,17 @@ model::Deployment* Supervisor::FindDeployment(const DeploymentKey& key) {
 Json Supervisor::DeploymentStatus(const Deployment& d) const {
   int64_t current = 0, updated = 0, ready = 0, running = 0, restarts = 0, failing = 0;
   std::map<std::string, int64_t> by_state;
+  std::map<std::string, int64_t> health = {
+      {"healthy", 0}, {"degraded", 0}, {"unhealthy", 0}, {"unknown", 0}};
+  MetricAggregate metrics;
   for (const Live* live : InstancesOf({d.tenant, d.name})) {
     const Instance& in = live->inst;
     ++by_state[std::string(model::ToString(in.state))];
     restarts += in.restarts;
     if (live->removing) continue;
     ++current;
+    ++health[HealthKey(in.health)];
+    if (in.state == InstanceState::kRunning) metrics.Add(in.metrics);
     if (in.revision == d.revision) ++updated;
     if (in.state == InstanceState::kRunning) ++running;
     if (in.state == InstanceState::kRunning && in.ready) ++ready;
@@ -486,7 +503,28 @@ Json Supervisor::DeploymentStatus(const Deployment& d) const {
                                                    "see `palm instance list -d ",
                                                    d.name, "`")}});
   }
+  Json last_failure = nullptr;
+  if (!is_available) {
+    // What a running but unready instance's probe says now; else the last failure seen.
+    for (const Live* live : InstancesOf({d.tenant, d.name})) {
+      const Instance& in = live->inst;
+      if (!health_ || live->removing || in.state != InstanceState::kRunning || in.ready) continue;
+      auto report = health_->Report(RuntimeKey(in.tenant, in.id));
+      if (report && !report->failing_probe.empty() && !report->message.empty()) {
+        last_failure = {{"instance", in.id},
+                        {"probe", report->failing_probe},
+                        {"message", report->message},
+                        {"at", palm::FormatTime(clock_.Now())}};
+        break;
+      }
+    }
+    auto it = last_probe_failure_.find({d.tenant, d.name});
+    if (last_failure.is_null() && it != last_probe_failure_.end()) last_failure = it->second;
+  }
   return Json{{"phase", phase},
+              {"health", health},
+              {"metrics", metrics.ToJson()},
+              {"last_probe_failure", last_failure},
               {"replicas",
                {{"desired", d.replicas},
                 {"current", current},
@@ -500,6 +538,34 @@ Json Supervisor::DeploymentStatus(const Deployment& d) const {
               {"instances_by_state", by_state},
               {"restarts", restarts},
               {"conditions", conditions}};
+}
+
+std::string HealthKey(model::HealthStatus h) {
+  switch (h) {
+    case model::HealthStatus::kHealthy: return "healthy";
+    case model::HealthStatus::kDegraded: return "degraded";
+    case model::HealthStatus::kUnhealthy: return "unhealthy";
+    default: return "unknown";
+  }
+}
+
+void MetricAggregate::Add(const Json& metrics) {
+  if (!metrics.is_object()) return;
+  for (const auto& [name, value] : metrics.items()) {
+    if (!value.is_number()) continue;
+    Sum& s = sums_[name];
+    s.sum += value.get<double>();
+    ++s.count;
+  }
+}
+
+Json MetricAggregate::ToJson() const {
+  Json out = Json::object();
+  for (const auto& [name, s] : sums_) {
+    out[name] = {{"sum", s.sum}, {"mean", s.sum / static_cast<double>(s.count)},
+                 {"count", s.count}};
+  }
+  return out;
 }
 
 // ---- Instances ------------------------------------------------------------------------
@@ -590,13 +656,10 @@ absl::StatusOr<HeartbeatOut> Supervisor::Heartbeat(const std::string& tenant,
   Instance& inst = live->inst;
   inst.last_heartbeat = now;
   inst.metrics = in.metrics;
-  model::HealthStatus health =
-      in.status == "degraded" ? model::HealthStatus::kDegraded : model::HealthStatus::kHealthy;
-  if (health != inst.health || inst.health_reason != in.reason) {
-    inst.health = health;
-    inst.health_reason = in.reason;
-    inst.health_since = now;
-  }
+  live->heartbeat_seen = true;
+  live->heartbeat_degraded = in.status == "degraded";
+  live->heartbeat_reason = in.reason;
+  DeriveHealth(*live);
   heartbeat_dirty_.insert(RuntimeKey(tenant, id));
   HeartbeatOut out;
   out.drain = inst.state == InstanceState::kDraining || inst.state == InstanceState::kStopping;
@@ -610,6 +673,150 @@ absl::Status Supervisor::FlushSoftState() {
   }
   heartbeat_dirty_.clear();
   return Commit();
+}
+
+// ---- Health ---------------------------------------------------------------------------
+
+void Supervisor::SetHealthManager(health::HealthManager* health) { health_ = health; }
+
+void Supervisor::TrackHealth(Live& live, const Deployment& d) {
+  Instance& in = live.inst;
+  live.probed = false;
+  live.probe_observed = false;
+  live.probe_started = live.probe_live = live.probe_ready = true;
+  live.probe_failing.clear();
+  live.probe_message.clear();
+  const model::AgentSpec* spec = FindSpec(d.tenant, d.spec);
+  if (health_ && spec && !spec->health.empty() && in.started_at) {
+    health::ProbeTarget t;
+    t.key = RuntimeKey(in.tenant, in.id);
+    t.spec = spec->health;
+    t.ports = in.ports;
+    t.started_at = *in.started_at;
+    t.workdir = spec->workdir;
+    // Exec probes get the agent's environment, but never its token.
+    std::string no_token;
+    if (auto req = RenderSpawn({*spec, d, in, options_.endpoint, no_token, options_.base_env});
+        req.ok()) {
+      t.env = std::move(req->env);
+    }
+    t.last_heartbeat = [this, key = t.key]() -> std::optional<absl::Time> {
+      auto it = instances_.find(key);
+      if (it == instances_.end()) return std::nullopt;
+      return it->second->inst.last_heartbeat;
+    };
+    health_->Track(std::move(t));
+    live.probed = true;
+    if (auto report = health_->Report(RuntimeKey(in.tenant, in.id))) {
+      live.probe_started = report->started;
+      live.probe_live = report->live;
+      live.probe_ready = report->ready;
+      live.probe_observed = report->observed;
+    }
+  }
+  DeriveHealth(live);
+}
+
+void Supervisor::DeriveHealth(Live& live) {
+  Instance& in = live.inst;
+  model::HealthStatus status = model::HealthStatus::kUnknown;
+  std::string reason;
+  if (!live.probe_live) {
+    status = model::HealthStatus::kUnhealthy;
+    reason = absl::StrCat(live.probe_failing, " probe failed: ", live.probe_message);
+  } else if (live.probed && !live.probe_started) {
+    reason = "waiting for the startup probe";
+  } else if (live.probe_failing == "readiness") {
+    status = model::HealthStatus::kDegraded;
+    reason = absl::StrCat("readiness probe failed: ", live.probe_message);
+  } else if (live.heartbeat_seen && live.heartbeat_degraded) {
+    status = model::HealthStatus::kDegraded;
+    reason = live.heartbeat_reason;
+  } else if ((live.probed && live.probe_observed) || live.heartbeat_seen) {
+    status = model::HealthStatus::kHealthy;
+  } else if (live.probed) {
+    reason = "no probe result yet";
+  }
+  in.ready = in.state == InstanceState::kRunning && live.probe_started && live.probe_live &&
+             live.probe_ready;
+  if (status != in.health || reason != in.health_reason) {
+    bool was_unhealthy = in.health == model::HealthStatus::kUnhealthy;
+    in.health = status;
+    in.health_reason = reason;
+    in.health_since = clock_.Now();
+    if (status == model::HealthStatus::kUnhealthy) {
+      EmitFor(live, "warning", "Unhealthy", absl::StrCat("is unhealthy: ", reason));
+    } else if (status == model::HealthStatus::kHealthy && (live.healing || was_unhealthy)) {
+      live.healing = false;
+      EmitFor(live, "info", "Healed", "is healthy again");
+    }
+  }
+}
+
+void Supervisor::OnHealthReport(const health::HealthReport& report) {
+  auto it = instances_.find(report.key);
+  if (it == instances_.end()) return;
+  Live& live = *it->second;
+  Instance& in = live.inst;
+  if (in.state != InstanceState::kRunning) return;
+  bool was_ready = in.ready;
+  // Failing() also names a probe still awaited (no message yet): that is not a failure.
+  bool newly_failing = !report.failing_probe.empty() && !report.message.empty() &&
+                       (report.failing_probe != live.probe_failing ||
+                        live.probe_live != report.live || live.probe_message.empty());
+  live.probe_started = report.started;
+  live.probe_live = report.live;
+  live.probe_ready = report.ready;
+  live.probe_observed = report.observed;
+  live.probe_failing = report.failing_probe;
+  live.probe_message = report.message;
+  if (newly_failing) {
+    EmitFor(live, "warning", "ProbeFailed",
+            absl::StrCat(report.failing_probe, " probe failed: ", report.message));
+    last_probe_failure_[live.key()] = {{"instance", in.id},
+                                       {"probe", report.failing_probe},
+                                       {"message", report.message},
+                                       {"at", palm::FormatTime(clock_.Now())}};
+  }
+  DeriveHealth(live);
+  if (in.ready != was_ready) {
+    EmitFor(live, in.ready ? "info" : "warning", in.ready ? "Ready" : "NotReady",
+            in.ready ? "is ready"
+                     : absl::StrCat("is not ready", report.message.empty() ? "" : ": ",
+                                    report.message));
+  }
+  if (!report.live) {
+    // Kubernetes semantics: a failed liveness (or startup) probe restarts the process.
+    live.liveness_failure = absl::StrCat(report.failing_probe, " probe failed: ", report.message);
+    EmitFor(live, "warning", "LivenessRestart",
+            absl::StrCat("will be restarted: ", live.liveness_failure));
+    BeginStop(live, /*remove=*/false, /*restart_after=*/false);
+  }
+  Persist(live);
+  (void)Commit();
+  MarkDirty(live.key());
+}
+
+absl::Status Supervisor::CheckInstance(
+    const std::string& tenant, const std::string& id,
+    std::function<void(std::vector<health::ProbeCheck>)> done) {
+  PALM_ASSIGN_OR_RETURN(const Instance* in, GetInstance(tenant, id));
+  if (!health_ || !FindLive(tenant, id)->probed) {
+    done({});  // nothing configured: nothing to run
+    return absl::OkStatus();
+  }
+  if (in->state != InstanceState::kRunning) {
+    return Error(absl::StatusCode::kFailedPrecondition, "INSTANCE_NOT_RUNNING",
+                 absl::StrCat("instance ", id, " is ", std::string(model::ToString(in->state)),
+                              "; probes run against running instances"));
+  }
+  return health_->CheckNow(RuntimeKey(tenant, id), std::move(done));
+}
+
+Json Supervisor::DescribeProbes(const std::string& tenant, const std::string& id) const {
+  if (!health_) return Json::object();
+  Json d = health_->Describe(RuntimeKey(tenant, id));
+  return d.is_null() ? Json::object() : d;
 }
 
 // ---- Reconciliation ---------------------------------------------------------------------
@@ -696,9 +903,9 @@ void Supervisor::StartInstance(Live& live, const Deployment& d) {
   in.state = InstanceState::kRunning;
   in.started_at = now;
   in.last_error.clear();
-  in.ready = true;  // no readiness probe yet: ready once running, as Kubernetes does
   live.kill_sent = false;
   live.stop_deadline = absl::InfiniteFuture();
+  TrackHealth(live, d);
   Persist(live);
   EmitFor(live, "info", "InstanceStarted",
           absl::StrCat("started (pid ", in.pid, restart ? ", restart " : "",
@@ -732,6 +939,8 @@ void Supervisor::BeginStop(Live& live, bool remove, bool restart_after) {
     return;
   }
   if (in.state == InstanceState::kStopping) return;  // already under way
+  if (health_) health_->Untrack(RuntimeKey(in.tenant, in.id));
+  live.probed = false;
   const Deployment* d = FindDeployment(live.key());
   const model::AgentSpec* spec = d ? FindSpec(d->tenant, d->spec) : FindSpec(in.tenant, in.spec);
   model::StopSpec stop = spec ? spec->stop : model::StopSpec{};
@@ -760,6 +969,8 @@ void Supervisor::OnExit(const std::string& runtime_key, runtime::ExitStatus stat
 void Supervisor::HandleExit(Live& live, const ExitInfo& exit) {
   Instance& in = live.inst;
   bool was_stopping = in.state == InstanceState::kStopping;
+  if (health_) health_->Untrack(RuntimeKey(in.tenant, in.id));
+  live.probed = false;
   in.last_exit = exit;
   in.pid = 0;
   in.proc_start_time = 0;
@@ -777,13 +988,22 @@ void Supervisor::HandleExit(Live& live, const ExitInfo& exit) {
     Persist(live);
     return;
   }
+  const Deployment* d = FindDeployment(live.key());
+  if (was_stopping && !live.liveness_failure.empty() && d && in.revision == d->revision) {
+    // Stopped because its liveness probe failed: a failure like a crash, with backoff.
+    in.last_error = live.liveness_failure;
+    live.liveness_failure.clear();
+    live.healing = true;
+    ++in.consecutive_failures;
+    EnterBackOff(live, *d, BackoffDelay(d->restart_policy, in.consecutive_failures));
+    return;
+  }
   if (was_stopping) {
     in.state = live.restart_after ? InstanceState::kPending : InstanceState::kStopped;
     live.restart_after = false;
     Persist(live);
     return;
   }
-  const Deployment* d = FindDeployment(live.key());
   if (!d || in.revision != d->revision) {
     // Its deployment is gone or it belongs to a replaced revision: do not bring it back.
     Erase(RuntimeKey(in.tenant, in.id));

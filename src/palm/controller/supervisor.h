@@ -26,6 +26,7 @@
 #include "palm/base/clock.h"
 #include "palm/controller/port_allocator.h"
 #include "palm/events/event_log.h"
+#include "palm/health/health_manager.h"
 #include "palm/model/objects.h"
 #include "palm/runtime/runtime.h"
 #include "palm/store/store.h"
@@ -58,6 +59,25 @@ struct HeartbeatOut {
   bool drain = false;
   bool killed = false;
   int64_t policy_version = 0;
+};
+
+// "healthy" | "degraded" | "unhealthy" | "unknown": the key health counts are kept under.
+std::string HealthKey(model::HealthStatus h);
+
+// Sum, mean and count per agent metric over a deployment's running instances (the numbers
+// agents report in heartbeats).
+class MetricAggregate {
+ public:
+  void Add(const model::Json& metrics);
+  // {"name": {"sum": s, "mean": m, "count": n}, ...}
+  model::Json ToJson() const;
+
+ private:
+  struct Sum {
+    double sum = 0;
+    int64_t count = 0;
+  };
+  std::map<std::string, Sum> sums_;
 };
 
 class Supervisor {
@@ -118,6 +138,21 @@ class Supervisor {
   // Stops the process (stop signal, grace, SIGKILL) and starts it again at once.
   absl::Status RestartInstance(const std::string& tenant, const std::string& id);
 
+  // ---- Health ----------------------------------------------------------------------------
+  // Probes run by `health` (may stay null: no probing, instances are ready once running).
+  // Its on_change must be routed to OnHealthReport.
+  void SetHealthManager(health::HealthManager* health);
+  // A probe verdict flipped: updates ready/health, records events and, when liveness (or
+  // startup) failed, restarts the instance with the restart policy's backoff.
+  void OnHealthReport(const health::HealthReport& report);
+  // Runs the instance's probes now (`palm health check`); `done` gets one result per
+  // configured probe (none when the spec has none). kNotFound, kFailedPrecondition when
+  // the instance is not running.
+  absl::Status CheckInstance(const std::string& tenant, const std::string& id,
+                             std::function<void(std::vector<health::ProbeCheck>)> done);
+  // Per-probe state of an instance (see HealthManager::Describe); {} without probes.
+  model::Json DescribeProbes(const std::string& tenant, const std::string& id) const;
+
   // ---- Agents --------------------------------------------------------------------------
   // The instance (tenant, id) a bearer token belongs to, if any.
   std::optional<std::pair<std::string, std::string>> InstanceForToken(
@@ -170,6 +205,8 @@ class Supervisor {
 
   size_t RecoverUnrecordedStarts(const std::vector<Live*>& unrecorded);
   Live& NewInstance(model::Deployment& d);
+  void TrackHealth(Live& live, const model::Deployment& d);
+  void DeriveHealth(Live& live);
   void PrepareStart(Live& live);
   void StartInstance(Live& live, const model::Deployment& d);
   void BeginStop(Live& live, bool remove, bool restart_after);
@@ -185,6 +222,7 @@ class Supervisor {
   PortAllocator& ports_;
   SupervisorOptions options_;
   events::EventLog* events_;
+  health::HealthManager* health_ = nullptr;
   std::function<void(const DeploymentKey&)> on_dirty_;
 
   // tenant -> name -> version -> spec
@@ -193,6 +231,9 @@ class Supervisor {
   InstanceMap instances_;
   std::map<std::string, std::string> token_to_instance_;  // token hash -> runtime key
   std::set<std::string> heartbeat_dirty_;                 // runtime keys
+  // The latest probe failure per deployment ({instance, probe, message, at}), shown in
+  // status while the deployment is not available (what `--wait` reports on timeout).
+  std::map<DeploymentKey, model::Json> last_probe_failure_;
   store::WriteBatch pending_;
   bool stopping_all_ = false;
 };

@@ -324,6 +324,39 @@ TEST_F(SupervisorTest, FindsProcessesStartedButNotRecordedBeforeACrash) {
   Open();
 }
 
+TEST_F(SupervisorTest, FailedLivenessRestartsWithBackoffAndReadinessGatesReady) {
+  RegisterSpec();
+  Deploy(1);
+  Reconcile();
+  ASSERT_TRUE(Get("web-001").ready);
+  const std::string key = "default/web-001";
+  // Readiness fails: not ready, Degraded, and the deployment shows why.
+  sup_->OnHealthReport({key, /*started=*/true, /*live=*/true, /*ready=*/false, "readiness",
+                        "HTTP 503"});
+  EXPECT_FALSE(Get("web-001").ready);
+  EXPECT_EQ(Get("web-001").health, model::HealthStatus::kDegraded);
+  auto st = sup_->DeploymentStatus(**sup_->GetDeployment(key_));
+  EXPECT_EQ(st["replicas"]["available"], 0);
+  EXPECT_EQ(st["last_probe_failure"]["message"], "HTTP 503");
+  sup_->OnHealthReport({key, true, true, true, "", ""});
+  EXPECT_TRUE(Get("web-001").ready);
+  EXPECT_TRUE(sup_->DeploymentStatus(**sup_->GetDeployment(key_))["last_probe_failure"].is_null());
+  // Liveness fails: Unhealthy, stopped, and restarted after the backoff like a crash.
+  sup_->OnHealthReport({key, true, /*live=*/false, false, "liveness", "HTTP 500"});
+  EXPECT_EQ(Get("web-001").health, model::HealthStatus::kUnhealthy);
+  EXPECT_EQ(Get("web-001").state, InstanceState::kStopping);
+  EXPECT_THAT(rt_.SignalsFor(key), ElementsAre(SIGTERM));
+  rt_.Exit(key, {.signal = SIGTERM});
+  const auto& in = Get("web-001");
+  EXPECT_EQ(in.state, InstanceState::kBackOff);
+  EXPECT_EQ(in.last_error, "liveness probe failed: HTTP 500");
+  EXPECT_EQ(*in.next_start_at - clock_.Now(), absl::Seconds(1));
+  clock_.Advance(absl::Seconds(1));
+  Reconcile();
+  EXPECT_EQ(Get("web-001").state, InstanceState::kRunning);
+  EXPECT_EQ(Get("web-001").restarts, 1);
+}
+
 TEST_F(SupervisorTest, DeleteStopsEverythingAndForgetsTheSlots) {
   RegisterSpec();
   Deploy(2);

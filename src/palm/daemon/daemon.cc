@@ -25,6 +25,7 @@
 #include "palm/controller/runner.h"
 #include "palm/controller/supervisor.h"
 #include "palm/daemon/examples.h"
+#include "palm/health/health_manager.h"
 #include "palm/http/server.h"
 #include "palm/runtime/process_runtime.h"
 #include "palm/store/store.h"
@@ -188,6 +189,10 @@ int RunDaemon(const DaemonOptions& options) {
   runtime->SetExitCallback([&supervisor](const std::string& key, runtime::ExitStatus status) {
     supervisor.OnExit(key, status);
   });
+  health::HealthManager health(io, clock, [&supervisor](const health::HealthReport& report) {
+    supervisor.OnHealthReport(report);
+  });
+  supervisor.SetHealthManager(&health);
   controller::Runner runner(io, supervisor, clock);
   if (auto st = supervisor.Load(); !st.ok()) return Fail(Annotate(st, "loading state"));
 

@@ -12,6 +12,7 @@
 
 #include "absl/time/time.h"
 #include "nlohmann/json.hpp"
+#include "palm/model/health_check.h"
 
 namespace palm::model {
 
@@ -44,7 +45,8 @@ struct AgentSpec {
   StringMap params;                    // {{param}} substitution in command/env/config
   Resources resources;
   std::vector<std::string> ports;      // port names; palm assigns PALM_PORT_<NAME>
-  Json health_check = Json::object();  // kept verbatim for the health issue
+  Json health_check = Json::object();  // verbatim, as registered (what the API echoes)
+  HealthCheckSpec health;              // health_check parsed and validated (health_check.h)
   std::vector<std::string> capabilities;
   StopSpec stop;
   StringMap labels;

@@ -5,9 +5,11 @@
 #include "absl/strings/str_cat.h"
 #include "palm/base/clock.h"
 #include "palm/base/error.h"
+#include "palm/base/log.h"
 #include "palm/base/names.h"
 #include "palm/model/codec.h"
 #include "palm/model/field_reader.h"
+#include "palm/model/health_check.h"
 
 namespace palm::model {
 namespace {
@@ -195,6 +197,18 @@ absl::StatusOr<AgentSpec> ParseSpec(const Json& doc, bool stored) {
   PALM_RETURN_IF_ERROR(ReadResources(r, &s.resources));
   PALM_RETURN_IF_ERROR(ReadPorts(r, &s.ports));
   PALM_RETURN_IF_ERROR(r.Object("health_check", &s.health_check));
+  if (absl::StatusOr<HealthCheckSpec> hc =
+          ParseHealthCheck(s.health_check, s.ports, r.Path("health_check"));
+      hc.ok()) {
+    s.health = *std::move(hc);
+  } else if (!stored) {
+    return hc.status();
+  } else {
+    // Specs registered before probes existed kept health_check unchecked: load them
+    // without probes rather than refusing to start the daemon.
+    PALM_LOG(kWarning, "spec ", s.name, "@", s.version,
+             ": probes disabled: ", hc.status().message());
+  }
   PALM_RETURN_IF_ERROR(ReadCapabilities(r, &s.capabilities));
   PALM_RETURN_IF_ERROR(ReadStop(r, &s.stop));
   PALM_RETURN_IF_ERROR(r.Map("labels", MapKind::kLabels, &s.labels));
