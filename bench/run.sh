@@ -3,3 +3,5 @@
 set -euo pipefail
 build=${1:-build}
 "$build/bench/spawn_bench" "$build/src/palm/palm" "${PALM_BENCH_N:-1000}" "${PALM_BENCH_M:-50}"
+"$build/bench/health_bench" "$build/src/palm/palm" "$build/bench/tiny_http_agent" \
+  "${PALM_BENCH_N:-1000}" "${PALM_BENCH_WINDOW_S:-10}" "${PALM_BENCH_EVENTS:-200}"

@@ -357,7 +357,7 @@ class Api::Impl {
       }
       totals["ready"] += st["replicas"]["ready"].get<int64_t>();
     }
-    return {{"deployments", deps}, {"totals", totals}};
+    return {{"deployments", deps}, {"totals", totals}, {"probes", sup_.ProbeStats()}};
   }
 
   // Instances that are Degraded or Unhealthy, or running but not ready.

@@ -813,6 +813,13 @@ absl::Status Supervisor::CheckInstance(
   return health_->CheckNow(RuntimeKey(tenant, id), std::move(done));
 }
 
+Json Supervisor::ProbeStats() const {
+  if (!health_) return {{"tracked", 0}, {"count", 0}};
+  Json stats = health_->LatencyStats();
+  stats["tracked"] = health_->tracked();
+  return stats;
+}
+
 Json Supervisor::DescribeProbes(const std::string& tenant, const std::string& id) const {
   if (!health_) return Json::object();
   Json d = health_->Describe(RuntimeKey(tenant, id));

@@ -150,6 +150,8 @@ class Supervisor {
   // the instance is not running.
   absl::Status CheckInstance(const std::string& tenant, const std::string& id,
                              std::function<void(std::vector<health::ProbeCheck>)> done);
+  // Probe activity: {"tracked": instances probed, "count", "p50_ms", "p99_ms", "max_ms"}.
+  model::Json ProbeStats() const;
   // Per-probe state of an instance (see HealthManager::Describe); {} without probes.
   model::Json DescribeProbes(const std::string& tenant, const std::string& id) const;
 

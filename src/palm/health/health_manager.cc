@@ -148,6 +148,14 @@ void HealthManager::OnResult(uint64_t serial, ProbeKind kind, ProbeResult result
   if (it == by_serial_.end()) return;
   Target& target = *it->second;
   target.in_flight[static_cast<size_t>(kind)] = false;
+  constexpr size_t kLatencySamples = 16384;
+  float ms = static_cast<float>(absl::ToDoubleMilliseconds(result.latency));
+  if (latencies_ms_.size() < kLatencySamples) {
+    latencies_ms_.push_back(ms);
+  } else {
+    latencies_ms_[latency_next_++ % kLatencySamples] = ms;
+  }
+  ++probes_run_;
   const bool was_started = target.probes.started();
   const HealthReport before = MakeReport(target);
   ++target.results;
@@ -179,6 +187,18 @@ HealthReport HealthManager::MakeReport(const Target& target) const {
     if (p != nullptr) r.message = p->last_failure_message();
   }
   return r;
+}
+
+nlohmann::json HealthManager::LatencyStats() const {
+  std::vector<float> v = latencies_ms_;
+  auto at = [&](double q) -> double {
+    if (v.empty()) return 0;
+    size_t i = std::min(v.size() - 1, static_cast<size_t>(q * static_cast<double>(v.size() - 1)));
+    std::nth_element(v.begin(), v.begin() + static_cast<long>(i), v.end());
+    return v[i];
+  };
+  double p50 = at(0.5), p99 = at(0.99), max = at(1.0);
+  return {{"count", probes_run_}, {"p50_ms", p50}, {"p99_ms", p99}, {"max_ms", max}};
 }
 
 std::optional<HealthReport> HealthManager::Report(const std::string& key) const {

@@ -103,6 +103,10 @@ class HealthManager {
   std::optional<HealthReport> Report(const std::string& key) const;
   size_t tracked() const { return by_key_.size(); }
 
+  // Latency of the last (up to 16384) scheduled probe runs, in ms, and how many probes ran
+  // in all: {"count": N, "p50_ms": x, "p99_ms": y, "max_ms": z}.
+  nlohmann::json LatencyStats() const;
+
  private:
   struct Target {
     uint64_t serial = 0;
@@ -140,6 +144,9 @@ class HealthManager {
   absl::Time armed_at_ = absl::InfiniteFuture();
   uint64_t arm_generation_ = 0;
   uint64_t next_serial_ = 1;
+  std::vector<float> latencies_ms_;  // ring of recent probe latencies
+  size_t latency_next_ = 0;
+  uint64_t probes_run_ = 0;
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);  // handlers hold weak references
 };
 
