@@ -7,11 +7,9 @@
 //      time from sending the change to the SSE client receiving its event; p50/p99.
 // Usage: health_bench PATH/TO/palm PATH/TO/tiny_http_agent [N=1000] [WINDOW_S=10] [M=200]
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -30,16 +28,17 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "nlohmann/json.hpp"
+#include "bench/bench_util.h"
 #include "palm/http/client.h"
 
-extern char** environ;
 
 namespace {
 
-using Json = nlohmann::json;
-using Clock = std::chrono::steady_clock;
-
-double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+using palm::bench::Clock;
+using palm::bench::GetJson;
+using palm::bench::Json;
+using palm::bench::Percentile;
+using palm::bench::Seconds;
 
 // utime + stime of a process, in seconds.
 double CpuSeconds(pid_t pid) {
@@ -60,21 +59,10 @@ double CpuSeconds(pid_t pid) {
   return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
-double Percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[std::min(v.size() - 1, static_cast<size_t>(p * (v.size() - 1) + 0.5))];
-}
-
-Json Get(palm::http::Client& c, const std::string& target) {
-  auto r = c.Do("GET", target);
-  return r.ok() ? Json::parse(r->body, nullptr, false) : Json();
-}
-
 bool WaitReady(palm::http::Client& c, const std::string& name, int n, double timeout_s) {
   auto t0 = Clock::now();
   while (Seconds(Clock::now() - t0) < timeout_s) {
-    Json d = Get(c, "/v1/deployments/" + name);
+    Json d = GetJson(c, "/v1/deployments/" + name);
     if (d.is_object() && d["status"]["replicas"]["ready"] == n) return true;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
@@ -84,7 +72,7 @@ bool WaitReady(palm::http::Client& c, const std::string& name, int n, double tim
 bool WaitGone(palm::http::Client& c, const std::string& name, double timeout_s) {
   auto t0 = Clock::now();
   while (Seconds(Clock::now() - t0) < timeout_s) {
-    Json l = Get(c, "/v1/instances?deployment=" + name);
+    Json l = GetJson(c, "/v1/instances?deployment=" + name);
     if (l.is_object() && l["items"].empty()) return true;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
@@ -176,34 +164,10 @@ int main(int argc, char** argv) {
   int n = argc > 3 ? std::atoi(argv[3]) : 1000;
   double window = argc > 4 ? std::atof(argv[4]) : 10;
   int m = argc > 5 ? std::atoi(argv[5]) : 200;
-  char tmpl[] = "/tmp/palm-hbench-XXXXXX";
-  std::string dir = mkdtemp(tmpl);
-
-  std::vector<std::string> args = {palm, "daemon", "start", "--foreground", "--listen",
-                                   "127.0.0.1:0", "--data-dir", dir + "/data"};
-  std::vector<char*> av;
-  for (auto& a : args) av.push_back(a.data());
-  av.push_back(nullptr);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  std::string out = dir + "/daemon.out";
-  posix_spawn_file_actions_addopen(&fa, 2, out.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-  pid_t daemon = -1;
-  posix_spawn(&daemon, av[0], &fa, nullptr, av.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  std::string endpoint;
-  for (int i = 0; i < 500 && endpoint.empty(); ++i) {
-    std::ifstream(dir + "/data/palmd.endpoint") >> endpoint;
-    if (endpoint.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  std::string token;
-  std::ifstream(dir + "/data/admin.token") >> token;
-  palm::http::Client c(endpoint, token, absl::Seconds(60));
-  for (int i = 0; i < 500; ++i) {
-    auto r = c.Do("GET", "/readyz");
-    if (r.ok() && r->status == 200) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
+  palm::bench::BenchDir bench_dir;
+  palm::bench::BenchDaemon bd(palm, bench_dir.path());
+  pid_t daemon = bd.pid();
+  palm::http::Client& c = bd.client();
 
   Json plain = {{"name", "tiny"}, {"version", "1.0.0"}, {"command", {agent}},
                 {"ports", {"http"}}, {"stop", {{"signal", "SIGKILL"}, {"grace_s", 1}}}};
@@ -226,19 +190,17 @@ int main(int argc, char** argv) {
        Json({{"name", "fleet"}, {"spec", "tiny@1.0.1"}, {"replicas", n}}).dump());
   ok = ok && WaitReady(c, "fleet", n, 120);
   std::this_thread::sleep_for(std::chrono::seconds(2));
-  Json before = Get(c, "/v1/health/summary")["probes"];
+  Json before = GetJson(c, "/v1/health/summary")["probes"];
   double cpu_probed = CpuShare(daemon, window);
-  Json probes = Get(c, "/v1/health/summary")["probes"];
-  Json dep = Get(c, "/v1/deployments/fleet");
+  Json probes = GetJson(c, "/v1/health/summary")["probes"];
+  Json dep = GetJson(c, "/v1/deployments/fleet");
   int healthy = dep["status"]["health"]["healthy"].get<int>();
 
   // (b) event delivery to an SSE client.
   c.Do("POST", "/v1/deployments",
        Json({{"name", "blip"}, {"spec", "tiny@1.0.0"}, {"replicas", 1}}).dump());
   WaitReady(c, "blip", 1, 30);
-  size_t port_pos = endpoint.rfind(':');
-  SseReader sse(std::atoi(endpoint.substr(port_pos + 1).c_str()), token,
-                "/v1/events?follow=1&deployment=blip");
+  SseReader sse(bd.port(), bd.token(), "/v1/events?follow=1&deployment=blip");
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   std::vector<double> delivery_ms;
   size_t cursor = 0;
@@ -250,13 +212,7 @@ int main(int argc, char** argv) {
     if (got) delivery_ms.push_back(Seconds(*got - sent) * 1000);
   }
 
-  c.Do("POST", "/v1/daemon/stop", R"({"all": true})");
-  int status = 0;
-  for (int i = 0; i < 6000 && ::waitpid(daemon, &status, WNOHANG) != daemon; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  std::error_code ec;
-  std::filesystem::remove_all(dir, ec);
+  bd.Stop();
 
   double probes_per_s =
       (probes["count"].get<double>() - before["count"].get<double>()) / window;

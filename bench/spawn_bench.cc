@@ -25,16 +25,18 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "nlohmann/json.hpp"
+#include "bench/bench_util.h"
 #include "palm/http/client.h"
 
 extern char** environ;
 
 namespace {
 
-using Json = nlohmann::json;
-using Clock = std::chrono::steady_clock;
-
-double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+using palm::bench::Clock;
+using palm::bench::GetJson;
+using palm::bench::Json;
+using palm::bench::Percentile;
+using palm::bench::Seconds;
 
 long RssKiB(pid_t pid) {
   std::ifstream f("/proc/" + std::to_string(pid) + "/status");
@@ -48,20 +50,6 @@ long RssKiB(pid_t pid) {
     std::getline(f, key);
   }
   return -1;
-}
-
-pid_t Spawn(const std::vector<std::string>& args, const std::string& out) {
-  std::vector<char*> argv;
-  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 1, out.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-  posix_spawn_file_actions_adddup2(&fa, 1, 2);
-  pid_t pid = -1;
-  if (posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), environ) != 0) pid = -1;
-  posix_spawn_file_actions_destroy(&fa);
-  return pid;
 }
 
 // The floor: N plain posix_spawns of /bin/sleep, stdin /dev/null and output to a file each,
@@ -97,18 +85,6 @@ std::set<int> Children(const std::string& path) {
   return pids;
 }
 
-double Percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[std::min(v.size() - 1, static_cast<size_t>(p * (v.size() - 1) + 0.5))];
-}
-
-Json Get(palm::http::Client& c, const std::string& target) {
-  auto r = c.Do("GET", target);
-  if (!r.ok()) return nullptr;
-  return Json::parse(r->body, nullptr, false);
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -119,29 +95,15 @@ int main(int argc, char** argv) {
   std::string palm = argv[1];
   int n = argc > 2 ? std::atoi(argv[2]) : 1000;
   int m = argc > 3 ? std::atoi(argv[3]) : 50;
-  char tmpl[] = "/tmp/palm-bench-XXXXXX";
-  std::string dir = mkdtemp(tmpl);
+  palm::bench::BenchDir bench_dir;
+  const std::string& dir = bench_dir.path();
   std::filesystem::create_directories(dir + "/raw");
 
   double raw_s = RawSpawnLoop(n, dir + "/raw");
 
-  pid_t daemon = Spawn({palm, "daemon", "start", "--foreground", "--listen", "127.0.0.1:0",
-                        "--data-dir", dir + "/data"},
-                       dir + "/daemon.out");
-  std::string endpoint;
-  for (int i = 0; i < 500 && endpoint.empty(); ++i) {
-    std::ifstream f(dir + "/data/palmd.endpoint");
-    f >> endpoint;
-    if (endpoint.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  std::string token;
-  std::ifstream(dir + "/data/admin.token") >> token;
-  palm::http::Client c(endpoint, token, absl::Seconds(60));
-  for (int i = 0; i < 500; ++i) {
-    auto r = c.Do("GET", "/readyz");
-    if (r.ok() && r->status == 200) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
+  palm::bench::BenchDaemon bd(palm, dir);
+  pid_t daemon = bd.pid();
+  palm::http::Client& c = bd.client();
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   long idle_rss = RssKiB(daemon);
 
@@ -159,7 +121,7 @@ int main(int argc, char** argv) {
   }
   double deploy_s = -1;
   while (Seconds(Clock::now() - t0) < 120) {
-    Json d = Get(c, "/v1/deployments/bench");
+    Json d = GetJson(c, "/v1/deployments/bench");
     if (d.is_object() && d["status"]["replicas"]["ready"] == n) {
       deploy_s = Seconds(Clock::now() - t0);
       break;
@@ -179,7 +141,7 @@ int main(int argc, char** argv) {
   for (int i = 0; i < m; ++i) {
     Json in;
     for (int k = 0; k < 2000; ++k) {
-      in = Get(c, "/v1/instances/crash-001");
+      in = GetJson(c, "/v1/instances/crash-001");
       if (in.is_object() && in["state"] == "Running") break;
       std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }
@@ -198,13 +160,7 @@ int main(int argc, char** argv) {
     }
   }
 
-  c.Do("POST", "/v1/daemon/stop", R"({"all": true})");
-  int status = 0;
-  for (int i = 0; i < 3000 && ::waitpid(daemon, &status, WNOHANG) != daemon; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  std::error_code ec;
-  std::filesystem::remove_all(dir, ec);
+  bd.Stop();
 
   std::printf("palm foundation benchmark (N=%d agents of /bin/sleep, M=%d crashes)\n", n, m);
   std::printf("  (a) raw posix_spawn loop (floor):      %8.3f s\n", raw_s);
