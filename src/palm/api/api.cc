@@ -122,7 +122,7 @@ class Api::Impl {
     seg.erase(seg.begin());
     absl::StatusOr<http::Response> r = Route(req, seg, *principal, ex);
     if (!r.ok()) return ex->Respond(ErrorResponse(r.status()));
-    if (r->status != 0) ex->Respond(std::move(*r));  // status 0: the route answers itself
+    if (r->status != 0) ex->Respond(std::move(*r));  // 0: AlreadyAnswered()
   }
 
  private:
@@ -393,9 +393,7 @@ class Api::Impl {
       }
       ex->Respond(JsonResponse(200, body));
     }));
-    http::Response handled;
-    handled.status = 0;
-    return handled;
+    return AlreadyAnswered();
   }
 
   Json FleetStatus(const std::string& t) const {

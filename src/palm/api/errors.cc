@@ -39,6 +39,12 @@ http::Response JsonResponse(unsigned status, const model::Json& body) {
   return r;
 }
 
+http::Response AlreadyAnswered() {
+  http::Response r;
+  r.status = 0;
+  return r;
+}
+
 http::Response ErrorResponse(const absl::Status& s) {
   return JsonResponse(HttpStatusFor(s), ErrorBody(s));
 }

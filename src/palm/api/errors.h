@@ -16,5 +16,8 @@ unsigned HttpStatusFor(const absl::Status& s);
 model::Json ErrorBody(const absl::Status& s);
 http::Response ErrorResponse(const absl::Status& s);
 http::Response JsonResponse(unsigned status, const model::Json& body);
+// What a route returns when it answered (or started streaming) through the Exchange itself:
+// status 0, which the router does not send.
+http::Response AlreadyAnswered();
 
 }  // namespace palm::api

@@ -122,9 +122,7 @@ absl::StatusOr<http::Response> ServeEvents(boost::asio::io_context& io, events::
     }
   }
   std::make_shared<Follower>(io, log, tenant, deployment, ex)->Start();
-  http::Response handled;
-  handled.status = 0;
-  return handled;
+  return AlreadyAnswered();
 }
 
 }  // namespace palm::api

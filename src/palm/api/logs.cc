@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "boost/asio/steady_timer.hpp"
+#include "palm/api/errors.h"
 #include "palm/base/error.h"
 
 namespace palm::api {
@@ -129,9 +130,7 @@ absl::StatusOr<http::Response> ServeLogs(boost::asio::io_context& io, const std:
   ex->BeginStream(200, "text/plain; charset=utf-8");
   if (!text.empty()) ex->Write(std::move(text));
   std::make_shared<Follower>(io, path, offset, ex)->Start();
-  http::Response handled;
-  handled.status = 0;
-  return handled;
+  return AlreadyAnswered();
 }
 
 }  // namespace palm::api
