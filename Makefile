@@ -26,6 +26,7 @@ run: build
 	else \
 	  $(PALM) daemon start --data-dir $(DATA_DIR) --examples examples; \
 	fi
+	@./examples/feed_tasks.sh $(DATA_DIR) || echo "  (could not feed the example tasks; see above)"
 	@echo
 	@echo "  endpoint:   $${PALM_ENDPOINT:-http://127.0.0.1:7070}"
 	@echo "  fleet:      $(PALM) status"

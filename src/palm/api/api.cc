@@ -11,6 +11,8 @@
 #include "palm/api/errors.h"
 #include "palm/api/events.h"
 #include "palm/api/logs.h"
+#include "palm/api/request.h"
+#include "palm/api/tasks.h"
 #include "palm/base/crypto.h"
 #include "palm/base/error.h"
 #include "palm/base/log.h"
@@ -31,76 +33,14 @@ struct Principal {
   std::string instance_id;  // set for instance tokens
 };
 
-absl::StatusOr<Json> ParseBody(const http::Request& req) {
-  std::string ct = req.Header("content-type");
-  if (!ct.empty() && !absl::StartsWithIgnoreCase(ct, "application/json")) {
-    return Error(absl::StatusCode::kInvalidArgument, "UNSUPPORTED_MEDIA_TYPE",
-                 absl::StrCat("Content-Type \"", ct, "\" is not supported"),
-                 "send the body as JSON with Content-Type: application/json");
-  }
-  if (req.body.find_first_not_of(" \t\r\n") == std::string::npos) {
-    return Error(absl::StatusCode::kInvalidArgument, "MALFORMED_JSON", "request body is empty",
-                 "send a JSON object");
-  }
-  try {
-    return Json::parse(req.body);
-  } catch (const Json::parse_error& e) {
-    return Error(absl::StatusCode::kInvalidArgument, "MALFORMED_JSON",
-                 absl::StrCat("request body is not valid JSON (at byte ", e.byte, "): ",
-                              e.what()),
-                 "check the JSON syntax, e.g. with `python3 -m json.tool`");
-  }
-}
-
-absl::Status RequireObject(const Json& body, std::string_view what) {
-  if (body.is_object()) return absl::OkStatus();
-  return InvalidArgument(absl::StrCat(std::string(what), ": must be a JSON object, got ",
-                                      body.type_name()));
-}
-
-// Refuses fields of `body` not in `allowed`.
-absl::Status OnlyFields(const Json& body, std::initializer_list<std::string_view> allowed,
-                        std::string_view what) {
-  for (const auto& [k, v] : body.items()) {
-    if (std::find(allowed.begin(), allowed.end(), k) == allowed.end()) {
-      return InvalidArgument(absl::StrCat(std::string(what), ".", k, ": unknown field"));
-    }
-  }
-  return absl::OkStatus();
-}
-
-// {"items": [...], "next": cursor|null} with ?limit=&after=&order=desc on `key` fields.
-Json Page(std::vector<Json> items, const http::Request& req, const char* key) {
-  if (req.Query("order").value_or("") == "desc") std::reverse(items.begin(), items.end());
-  size_t start = 0;
-  if (auto after = req.Query("after"); after && !after->empty()) {
-    for (size_t i = 0; i < items.size(); ++i) {
-      if (items[i].value(key, std::string()) == *after) {
-        start = i + 1;
-        break;
-      }
-    }
-  }
-  size_t limit = items.size();
-  if (auto l = req.Query("limit")) {
-    size_t n = 0;
-    auto [p, ec] = std::from_chars(l->data(), l->data() + l->size(), n);
-    if (ec == std::errc() && n > 0) limit = n;
-  }
-  Json out = Json::array();
-  size_t end = std::min(items.size(), start + limit);
-  for (size_t i = start; i < end; ++i) out.push_back(std::move(items[i]));
-  Json next = nullptr;
-  if (end < items.size() && !out.empty()) next = out.back().value(key, Json());
-  return {{"items", std::move(out)}, {"next", next}};
-}
-
 }  // namespace
 
 class Api::Impl {
  public:
   Impl(boost::asio::io_context& io, controller::Supervisor& sup, ApiOptions options)
-      : io_(io), sup_(sup), options_(std::move(options)) {}
+      : io_(io), sup_(sup), options_(std::move(options)) {
+    if (options_.tasks) task_routes_ = std::make_unique<TaskRoutes>(*options_.tasks);
+  }
 
   void Handle(http::Request req, std::shared_ptr<http::Exchange> ex) {
     if (req.path == "/healthz") return ex->Respond(JsonResponse(200, {{"status", "ok"}}));
@@ -156,7 +96,7 @@ class Api::Impl {
                                        const std::vector<std::string>& seg, const Principal& p,
                                        const std::shared_ptr<http::Exchange>& ex) {
     const std::string& m = req.method;
-    if (seg.size() >= 1 && seg[0] == "agent") return AgentRoute(req, seg, p);
+    if (seg.size() >= 1 && seg[0] == "agent") return AgentRoute(req, seg, p, ex);
     if (!p.admin) {
       return Error(absl::StatusCode::kPermissionDenied, "FORBIDDEN",
                    "an instance token may only call /v1/agent/* endpoints",
@@ -190,8 +130,10 @@ class Api::Impl {
         PALM_ASSIGN_OR_RETURN(model::Deployment d, sup_.DeleteDeployment(key));
         return JsonResponse(200, model::ToJson(d));
       }
-    } else if (seg.size() == 3 && seg[0] == "deployments" && seg[2] == "scale" && m == "POST") {
-      return Scale(req, {t, seg[1]});
+    } else if (seg.size() == 3 && seg[0] == "deployments") {
+      return DeploymentAction(req, {t, seg[1]}, seg[2]);
+    } else if (seg.size() >= 1 && seg[0] == "tasks" && task_routes_) {
+      return task_routes_->Client(req, seg, t, ex);
     } else if (seg.size() == 1 && seg[0] == "instances" && m == "GET") {
       return ListInstances(req, t);
     } else if (seg.size() == 2 && seg[0] == "instances" && m == "GET") {
@@ -201,6 +143,10 @@ class Api::Impl {
       return JsonResponse(200, j);
     } else if (seg.size() == 3 && seg[0] == "instances" && seg[2] == "check" && m == "POST") {
       return CheckInstance(t, seg[1], ex);
+    } else if (seg.size() == 3 && seg[0] == "instances" && seg[2] == "drain" && m == "POST") {
+      PALM_RETURN_IF_ERROR(sup_.DrainInstance(t, seg[1]));
+      PALM_ASSIGN_OR_RETURN(const model::Instance* in, sup_.GetInstance(t, seg[1]));
+      return JsonResponse(202, model::ToJson(*in));
     } else if (seg.size() == 3 && seg[0] == "instances" && seg[2] == "restart" && m == "POST") {
       PALM_RETURN_IF_ERROR(sup_.RestartInstance(t, seg[1]));
       PALM_ASSIGN_OR_RETURN(const model::Instance* in, sup_.GetInstance(t, seg[1]));
@@ -304,6 +250,48 @@ class Api::Impl {
           "e.g. {\"replicas\": 5}");
     }
     PALM_ASSIGN_OR_RETURN(model::Deployment d, sup_.ScaleDeployment(key, r.get<int64_t>()));
+    return JsonResponse(200, DeploymentJson(d));
+  }
+
+  // POST /v1/deployments/{name}/{scale|drain|resume|fleet-task},
+  // GET /v1/deployments/{name}/task-metrics.
+  absl::StatusOr<http::Response> DeploymentAction(const http::Request& req,
+                                                  const DeploymentKey& key,
+                                                  const std::string& action) {
+    const std::string& m = req.method;
+    if (action == "scale" && m == "POST") return Scale(req, key);
+    if (action == "drain" && m == "POST") {
+      PALM_ASSIGN_OR_RETURN(model::Deployment d, sup_.DrainDeployment(key));
+      return JsonResponse(202, DeploymentJson(d));
+    }
+    if (action == "resume" && m == "POST") {
+      PALM_ASSIGN_OR_RETURN(model::Deployment d, sup_.ResumeDeployment(key));
+      return JsonResponse(200, DeploymentJson(d));
+    }
+    if (action == "fleet-task" && m == "POST") return RecordFleetTask(req, key);
+    if (action == "task-metrics" && m == "GET" && task_routes_) {
+      PALM_RETURN_IF_ERROR(sup_.GetDeployment(key).status());
+      return task_routes_->Metrics(req, key.tenant, key.name);
+    }
+    return MethodNotAllowed(req);
+  }
+
+  absl::StatusOr<http::Response> RecordFleetTask(const http::Request& req,
+                                                 const DeploymentKey& key) {
+    constexpr size_t kMaxFleetTaskBytes = 64 * 1024;
+    PALM_ASSIGN_OR_RETURN(Json body, ParseBody(req));
+    PALM_RETURN_IF_ERROR(RequireObject(body, "fleet_task"));
+    PALM_RETURN_IF_ERROR(OnlyFields(body, {"task"}, "fleet_task"));
+    const Json& task = body.contains("task") ? body["task"] : Json();
+    if (!task.is_string() || task.get<std::string>().empty() ||
+        task.get<std::string>().size() > kMaxFleetTaskBytes) {
+      return InvalidArgument(
+          absl::StrCat("fleet_task.task: must be a non-empty string of at most ",
+                       kMaxFleetTaskBytes, " bytes"),
+          "e.g. {\"task\": \"summarize today's tickets\"}");
+    }
+    PALM_ASSIGN_OR_RETURN(model::Deployment d,
+                          sup_.RecordFleetTask(key, task.get<std::string>()));
     return JsonResponse(200, DeploymentJson(d));
   }
 
@@ -448,11 +436,15 @@ class Api::Impl {
   // ---- agents ----
   absl::StatusOr<http::Response> AgentRoute(const http::Request& req,
                                             const std::vector<std::string>& seg,
-                                            const Principal& p) {
+                                            const Principal& p,
+                                            const std::shared_ptr<http::Exchange>& ex) {
     if (p.instance_id.empty()) {
       return Error(absl::StatusCode::kPermissionDenied, "FORBIDDEN",
                    "agent endpoints need an instance token",
                    "agents use the PALM_TOKEN palm gives them");
+    }
+    if (seg.size() >= 2 && seg[1] == "tasks" && task_routes_) {
+      return task_routes_->Agent(req, seg, p.tenant, p.instance_id, ex);
     }
     if (seg.size() == 2 && seg[1] == "heartbeat" && req.method == "POST") {
       PALM_ASSIGN_OR_RETURN(Json body, ParseBody(req));
@@ -499,6 +491,7 @@ class Api::Impl {
   boost::asio::io_context& io_;
   controller::Supervisor& sup_;
   ApiOptions options_;
+  std::unique_ptr<TaskRoutes> task_routes_;
 };
 
 Api::Api(boost::asio::io_context& io, controller::Supervisor& supervisor, ApiOptions options)

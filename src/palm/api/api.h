@@ -15,14 +15,16 @@
 #include "boost/asio/io_context.hpp"
 #include "palm/controller/supervisor.h"
 #include "palm/events/event_log.h"
-#include "palm/store/store.h"
 #include "palm/http/server.h"
+#include "palm/store/store.h"
+#include "palm/tasks/engine.h"
 
 namespace palm::api {
 
 struct ApiOptions {
   events::EventLog* events = nullptr;           // GET /v1/events
   store::Store* store = nullptr;                // for event history beyond the in-memory tail
+  tasks::TaskEngine* tasks = nullptr;           // /v1/tasks, /v1/agent/tasks (null: no tasks)
   std::string admin_token_hash;                 // hex SHA-256 of the admin token
   std::function<model::Json()> daemon_info;     // GET /v1/daemon
   std::function<bool(std::string*)> ready;      // /readyz; false with a reason

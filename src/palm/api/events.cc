@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "boost/asio/steady_timer.hpp"
 #include "palm/api/errors.h"
+#include "palm/api/request.h"
 #include "palm/base/error.h"
 
 namespace palm::api {
@@ -93,14 +94,9 @@ absl::StatusOr<http::Response> ServeEvents(boost::asio::io_context& io, events::
   if (std::string last = req.Header("last-event-id"); streaming && !last.empty()) {
     PALM_ASSIGN_OR_RETURN(since, ParseSeq("Last-Event-ID", last));
   }
-  size_t limit = kDefaultLimit;
-  if (auto l = req.Query("limit"); l && !l->empty()) {
-    PALM_ASSIGN_OR_RETURN(int64_t n, ParseSeq("limit", *l));
-    if (n < 1 || n > static_cast<int64_t>(kMaxLimit)) {
-      return InvalidArgument(absl::StrCat("limit: must be from 1 to ", kMaxLimit));
-    }
-    limit = static_cast<size_t>(n);
-  }
+  PALM_ASSIGN_OR_RETURN(int64_t n, QueryInt(req, "limit", 1, static_cast<int64_t>(kMaxLimit),
+                                             static_cast<int64_t>(kDefaultLimit)));
+  size_t limit = static_cast<size_t>(n);
 
   if (!streaming) {
     PALM_ASSIGN_OR_RETURN(auto items, log.List(store, tenant, deployment, since.value_or(0), limit));

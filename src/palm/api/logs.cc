@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "boost/asio/steady_timer.hpp"
 #include "palm/api/errors.h"
+#include "palm/api/request.h"
 #include "palm/base/error.h"
 
 namespace palm::api {
@@ -106,14 +107,9 @@ absl::StatusOr<std::string> TailLines(const std::string& path, size_t n) {
 absl::StatusOr<http::Response> ServeLogs(boost::asio::io_context& io, const std::string& path,
                                          const http::Request& req,
                                          const std::shared_ptr<http::Exchange>& ex) {
-  size_t n = 100;
-  if (auto t = req.Query("tail"); t && !t->empty()) {
-    auto [p, ec] = std::from_chars(t->data(), t->data() + t->size(), n);
-    if (ec != std::errc() || p != t->data() + t->size() || n > kMaxTailLines) {
-      return InvalidArgument(absl::StrCat("tail: must be a number of lines from 0 to ",
-                                          kMaxTailLines, ", got \"", *t, "\""));
-    }
-  }
+  PALM_ASSIGN_OR_RETURN(int64_t tail, QueryInt(req, "tail", 0, kMaxTailLines, 100,
+                                                "a number of lines"));
+  size_t n = static_cast<size_t>(tail);
   std::string text;
   if (n > 0) {
     PALM_ASSIGN_OR_RETURN(text, TailLines(path, n));

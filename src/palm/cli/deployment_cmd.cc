@@ -1,4 +1,4 @@
-// palm deploy SPEC ... and palm deployment list | get | apply | scale | delete.
+// palm deploy SPEC ... and palm deployment list | get | apply | scale | drain | resume | delete.
 #include <iostream>
 
 #include "CLI/CLI.hpp"
@@ -150,6 +150,7 @@ absl::Status Describe(Context& ctx, const std::string& name) {
     }
     t.AddRow({"Last probe failure:", absl::StrCat(NotReadyReason(d), at)});
   }
+  if (std::string q = TaskQueueLine(At(st, {"tasks"})); !q.empty()) t.AddRow({"Tasks:", q});
   t.AddRow({"Restarts:", Cell(At(st, {"restarts"}))});
   t.AddRow({"Strategy:", Cell(At(d, {"strategy", "type"}))});
   t.AddRow({"Config:", Cell(At(d, {"config"}))});
@@ -157,6 +158,9 @@ absl::Status Describe(Context& ctx, const std::string& name) {
   // The two-column layout without its header line.
   std::string body = t.Render();
   std::cout << body.substr(body.find('\n') + 1);
+  if (std::string m = TaskMetricsTable(At(st, {"tasks"})); !m.empty()) {
+    std::cout << "Task metrics:\n" << m;
+  }
   if (const Doc& conds = At(st, {"conditions"}); conds.is_array() && !conds.empty()) {
     Table c({"type", "status", "reason", "message"});
     for (const Doc& x : conds) {
@@ -199,6 +203,25 @@ absl::Status Scale(Context& ctx, const std::string& name, int64_t replicas) {
   return MaybeWait(ctx, name, *r,
                    absl::StrCat("deployment ", name, " scaled to ", replicas,
                                 replicas == 1 ? " replica" : " replicas"));
+}
+
+absl::Status Drain(Context& ctx, const std::string& name) {
+  auto r = ctx.Call("POST", ctx.WithTenant(DeploymentPath(name) + "/drain"));
+  if (!r.ok()) return r.status();
+  if (PrintMachine(ctx.format(), *r)) return absl::OkStatus();
+  std::cout << "deployment " << name
+            << " draining: its instances get no new tasks and stop once idle; tasks stay "
+               "queued until `palm deployment resume "
+            << name << "`\n";
+  return absl::OkStatus();
+}
+
+absl::Status Resume(Context& ctx, const std::string& name) {
+  auto r = ctx.Call("POST", ctx.WithTenant(DeploymentPath(name) + "/resume"));
+  if (!r.ok()) return r.status();
+  if (PrintMachine(ctx.format(), *r)) return absl::OkStatus();
+  std::cout << "deployment " << name << " resumed: its instances are starting again\n";
+  return absl::OkStatus();
 }
 
 absl::Status Delete(Context& ctx, const std::string& name) {
@@ -309,6 +332,21 @@ void AddDeploymentCommands(CLI::App& app, Action* action) {
       ->check(CLI::Range(int64_t{0}, int64_t{10000}));
   scale->callback([action, scale_name, scale_n] {
     *action = [scale_name, scale_n](Context& ctx) { return Scale(ctx, *scale_name, *scale_n); };
+  });
+
+  auto drain_name = std::make_shared<std::string>();
+  auto* drain = dep->add_subcommand(
+      "drain", "Stop giving tasks to every instance and stop them once idle, until resume");
+  drain->add_option("name", *drain_name, "Deployment name")->required();
+  drain->callback([action, drain_name] {
+    *action = [drain_name](Context& ctx) { return Drain(ctx, *drain_name); };
+  });
+
+  auto resume_name = std::make_shared<std::string>();
+  auto* resume = dep->add_subcommand("resume", "End a drain: start the instances again");
+  resume->add_option("name", *resume_name, "Deployment name")->required();
+  resume->callback([action, resume_name] {
+    *action = [resume_name](Context& ctx) { return Resume(ctx, *resume_name); };
   });
 
   auto del_name = std::make_shared<std::string>();

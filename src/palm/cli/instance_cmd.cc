@@ -1,4 +1,4 @@
-// palm instance list | get | restart | logs.
+// palm instance list | get | restart | drain | logs.
 #include <iostream>
 
 #include "CLI/CLI.hpp"
@@ -66,6 +66,16 @@ absl::Status Restart(Context& ctx, const std::string& id) {
   return absl::OkStatus();
 }
 
+absl::Status Drain(Context& ctx, const std::string& id) {
+  auto r = ctx.Call("POST", ctx.WithTenant(InstancePath(id) + "/drain"));
+  if (!r.ok()) return r.status();
+  if (PrintMachine(ctx.format(), *r)) return absl::OkStatus();
+  std::cout << "instance " << id
+            << " draining: it gets no new tasks, stops once its tasks in flight are done, and "
+               "a replacement starts\n";
+  return absl::OkStatus();
+}
+
 struct LogsOptions {
   std::string id;
   bool follow = false;
@@ -123,6 +133,14 @@ void AddInstanceCommands(CLI::App& app, Action* action) {
   restart->add_option("id", *restart_id, "Instance id")->required();
   restart->callback([action, restart_id] {
     *action = [restart_id](Context& ctx) { return Restart(ctx, *restart_id); };
+  });
+
+  auto drain_id = std::make_shared<std::string>();
+  auto* drain = inst->add_subcommand(
+      "drain", "Give it no new tasks, stop it once idle, and start a replacement");
+  drain->add_option("id", *drain_id, "Instance id")->required();
+  drain->callback([action, drain_id] {
+    *action = [drain_id](Context& ctx) { return Drain(ctx, *drain_id); };
   });
 
   auto lg = std::make_shared<LogsOptions>();

@@ -75,7 +75,9 @@ std::unique_ptr<CLI::App> BuildApp(GlobalOptions* g, Action* action) {
       ->capture_default_str();
   app->add_option("--tenant", g->tenant, "Tenant")->capture_default_str();
   app->add_flag("-y,--yes", g->yes, "Skip confirmations");
-  app->add_flag("--wait", g->wait, "Block until the change is complete (deploy, apply, scale)");
+  app->add_flag("--wait", g->wait,
+                "Block until the change is complete (deploy, apply, scale) or the task is "
+                "finished (task submit)");
   app->add_option("--timeout", g->timeout,
                   "How long to wait: 30s, 5m, 1h, 500ms or seconds (default depends on verb)")
       ->check([](const std::string& s) {
@@ -90,6 +92,8 @@ std::unique_ptr<CLI::App> BuildApp(GlobalOptions* g, Action* action) {
   AddInstanceCommands(*app, action);
   AddHealthCommands(*app, action);
   AddEventsCommand(*app, action);
+  AddTaskCommands(*app, action);
+  AddFleetCommands(*app, action);
   for (CLI::App* sub : app->get_subcommands([](CLI::App*) { return true; })) {
     sub->fallthrough();
     for (CLI::App* leaf : sub->get_subcommands([](CLI::App*) { return true; })) leaf->fallthrough();

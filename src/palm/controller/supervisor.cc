@@ -41,6 +41,9 @@ struct Supervisor::Live {
   std::string liveness_failure;  // set when a failed liveness probe is restarting it
   bool healing = false;          // restarted by a liveness failure, not yet healthy again
   absl::Time stop_deadline = absl::InfiniteFuture();
+  // Draining: the stop signal is sent once no task is in flight, or at this time.
+  absl::Time drain_deadline = absl::InfiniteFuture();
+  int routed = -1;               // routability last told to the task engine (-1: never)
   DeploymentKey key() const { return {inst.tenant, inst.deployment}; }
 };
 
@@ -104,6 +107,7 @@ absl::Status Supervisor::Load() {
   for (auto& row : dep_rows) {
     auto d = model::DeploymentFromStored(row.doc);
     if (!d.ok()) return Annotate(d.status(), absl::StrCat("stored deployment ", row.name));
+    SyncDeployment(*d);
     deployments_[{d->tenant, d->name}] = std::move(*d);
   }
   PALM_ASSIGN_OR_RETURN(auto inst_rows, store_.ListInstances());
@@ -131,8 +135,10 @@ absl::Status Supervisor::Load() {
       ++adopted;
       EmitFor(l, "info", "InstanceAdopted", absl::StrCat("(pid ", l.inst.pid, ") adopted"));
       if (const Deployment* d = FindDeployment(l.key()); d && !l.removing) TrackHealth(l, *d);
-      if (l.inst.state == InstanceState::kStopping) {
-        // A stop was under way when the daemon died: finish it with a fresh grace period.
+      if (l.inst.state == InstanceState::kStopping ||
+          l.inst.state == InstanceState::kDraining) {
+        // A stop (or drain) was under way when the daemon died: finish it with a fresh
+        // grace period.
         l.inst.state = InstanceState::kRunning;
         BeginStop(l, /*remove=*/true, /*restart_after=*/false);
       }
@@ -144,6 +150,7 @@ absl::Status Supervisor::Load() {
     HandleExit(l, ExitInfo{std::nullopt, std::nullopt, now});
   }
   adopted += RecoverUnrecordedStarts(unrecorded);
+  for (auto& [k, live] : instances_) SyncRoute(*live);
   PALM_RETURN_IF_ERROR(Commit());
   PALM_LOG(kInfo, "loaded ", deployments_.size(), " deployments, ", instances_.size(),
            " instances (", adopted, " adopted, ", lost, " gone)");
@@ -193,9 +200,28 @@ size_t Supervisor::RecoverUnrecordedStarts(const std::vector<Live*>& unrecorded)
 
 // ---- Persistence ----------------------------------------------------------------------
 
-void Supervisor::Persist(const Live& live) {
+void Supervisor::Persist(Live& live) {
   pending_.put_instances.push_back(
       {live.inst.tenant, live.inst.id, live.inst.deployment, model::ToJson(live.inst, true)});
+  SyncRoute(live);
+}
+
+void Supervisor::SyncRoute(Live& live) {
+  if (!tasks_) return;
+  const Instance& in = live.inst;
+  const Deployment* d = FindDeployment(live.key());
+  bool routable = in.state == InstanceState::kRunning && in.ready && !live.removing && d &&
+                  !d->drained;
+  if (live.routed == static_cast<int>(routable)) return;
+  live.routed = routable;
+  tasks_->SetInstance(in.tenant, in.deployment, in.id, in.revision, routable);
+}
+
+void Supervisor::SyncDeployment(const Deployment& d) {
+  if (!tasks_) return;
+  tasks::RoutingTable routing;
+  routing.stable_revision = d.revision;  // rollouts (canary, blue-green) set the rest
+  tasks_->SetDeployment(d.tenant, d.name, std::move(routing));
 }
 
 void Supervisor::Erase(const std::string& runtime_key) {
@@ -206,6 +232,7 @@ void Supervisor::Erase(const std::string& runtime_key) {
   if (!in.token_hash.empty()) token_to_instance_.erase(in.token_hash);
   heartbeat_dirty_.erase(runtime_key);
   if (health_) health_->Untrack(runtime_key);
+  if (tasks_) tasks_->RemoveInstance(in.tenant, in.id);
   pending_.delete_instances.emplace_back(in.tenant, in.id);
   instances_.erase(it);
 }
@@ -215,13 +242,13 @@ absl::Status Supervisor::Commit() {
   store::WriteBatch batch = std::move(pending_);
   pending_ = {};
   // A later put of the same row supersedes an earlier one; the store applies in order.
+  if (events_) events_->Seal(&batch);
   absl::Status st = store_.Apply(batch);
   if (!st.ok()) {
     PALM_LOG(kError, "store write failed: ", st.ToString());
-    if (events_) events_->Discard();
     return st;
   }
-  if (events_) events_->Publish();
+  if (events_) events_->Publish(batch);
   return st;
 }
 
@@ -387,6 +414,9 @@ absl::StatusOr<Deployment> Supervisor::ApplyDeployment(Deployment d, bool* creat
     d.updated_at = now;
     d.revision = old.revision + (template_changed ? 1 : 0);
     d.next_instance_seq = old.next_instance_seq;
+    d.drained = old.drained;
+    d.last_deployed_task = old.last_deployed_task;
+    d.last_deployed_at = old.last_deployed_at;
   }
   pending_.put_deployments.push_back({d.tenant, d.name, model::ToJson(d)});
   std::string what = absl::StrCat("deployment ", d.name, *created ? " created" : " updated",
@@ -395,7 +425,23 @@ absl::StatusOr<Deployment> Supervisor::ApplyDeployment(Deployment d, bool* creat
   Emit("info", *created ? "DeploymentCreated" : "DeploymentUpdated", "deployment", d.name,
        d.name, d.tenant, what, "user");
   PALM_RETURN_IF_ERROR(Commit());
+  SyncDeployment(d);
   deployments_[key] = d;
+  MarkDirty(key);
+  return d;
+}
+
+absl::StatusOr<Deployment> Supervisor::SaveDeployment(Deployment d, const char* kind,
+                                                      const std::string& message) {
+  DeploymentKey key{d.tenant, d.name};
+  d.updated_at = clock_.Now();
+  pending_.put_deployments.push_back({d.tenant, d.name, model::ToJson(d)});
+  if (kind) Emit("info", kind, "deployment", d.name, d.name, d.tenant, message, "user");
+  PALM_RETURN_IF_ERROR(Commit());
+  deployments_[key] = d;
+  SyncDeployment(d);
+  // Draining or resuming changes every instance's routability.
+  for (Live* live : InstancesOf(key)) SyncRoute(*live);
   MarkDirty(key);
   return d;
 }
@@ -404,19 +450,42 @@ absl::StatusOr<Deployment> Supervisor::ScaleDeployment(const DeploymentKey& key,
                                                       int64_t replicas) {
   PALM_ASSIGN_OR_RETURN(const Deployment* found, GetDeployment(key));
   Deployment d = *found;
+  int64_t from = d.replicas;
   d.replicas = replicas;
-  d.updated_at = clock_.Now();
-  pending_.put_deployments.push_back({d.tenant, d.name, model::ToJson(d)});
-  std::string what =
-      absl::StrCat("deployment ", d.name, " scaled from ", found->replicas, " to ", replicas);
-  if (replicas != found->replicas) {
-    Emit("info", replicas > found->replicas ? "ScaledUp" : "ScaledDown", "deployment", d.name,
-         d.name, d.tenant, what, "user");
-  }
-  PALM_RETURN_IF_ERROR(Commit());
-  deployments_[key] = d;
-  MarkDirty(key);
-  return d;
+  const char* kind = replicas == from ? nullptr : (replicas > from ? "ScaledUp" : "ScaledDown");
+  return SaveDeployment(std::move(d), kind,
+                        absl::StrCat("deployment ", key.name, " scaled from ", from, " to ",
+                                     replicas));
+}
+
+absl::StatusOr<Deployment> Supervisor::DrainDeployment(const DeploymentKey& key) {
+  PALM_ASSIGN_OR_RETURN(const Deployment* found, GetDeployment(key));
+  if (found->drained) return *found;
+  Deployment d = *found;
+  d.drained = true;
+  return SaveDeployment(std::move(d), "DeploymentDraining",
+                        absl::StrCat("deployment ", key.name,
+                                     " draining: instances finish their tasks and stop; "
+                                     "`palm deployment resume` starts them again"));
+}
+
+absl::StatusOr<Deployment> Supervisor::ResumeDeployment(const DeploymentKey& key) {
+  PALM_ASSIGN_OR_RETURN(const Deployment* found, GetDeployment(key));
+  if (!found->drained) return *found;
+  Deployment d = *found;
+  d.drained = false;
+  return SaveDeployment(std::move(d), "DeploymentResumed",
+                        absl::StrCat("deployment ", key.name, " resumed"));
+}
+
+absl::StatusOr<Deployment> Supervisor::RecordFleetTask(const DeploymentKey& key,
+                                                      const std::string& task) {
+  PALM_ASSIGN_OR_RETURN(const Deployment* found, GetDeployment(key));
+  Deployment d = *found;
+  d.last_deployed_task = task;
+  d.last_deployed_at = clock_.Now();
+  return SaveDeployment(std::move(d), "FleetTaskDeployed",
+                        absl::StrCat("fleet ", key.name, ": task recorded for `palm fleet run`"));
 }
 
 absl::StatusOr<Deployment> Supervisor::DeleteDeployment(const DeploymentKey& key) {
@@ -427,6 +496,7 @@ absl::StatusOr<Deployment> Supervisor::DeleteDeployment(const DeploymentKey& key
        absl::StrCat("deployment ", key.name, " deleted; stopping its instances"), "user");
   PALM_RETURN_IF_ERROR(Commit());
   deployments_.erase(key);
+  if (tasks_) tasks_->RemoveDeployment(key.tenant, key.name);
   for (Live* live : InstancesOf(key)) live->removing = true;
   MarkDirty(key);
   return d;
@@ -478,7 +548,9 @@ Json Supervisor::DeploymentStatus(const Deployment& d) const {
   }
   int64_t available = std::min(ready, d.replicas);
   std::string phase;
-  if (failing > 0) {
+  if (d.drained) {
+    phase = by_state.empty() ? "Drained" : "Draining";
+  } else if (failing > 0) {
     phase = "Degraded";
   } else if (available == d.replicas && updated == d.replicas && current == d.replicas) {
     phase = "Complete";
@@ -537,7 +609,8 @@ Json Supervisor::DeploymentStatus(const Deployment& d) const {
               {"stable_revision", d.revision},
               {"instances_by_state", by_state},
               {"restarts", restarts},
-              {"conditions", conditions}};
+              {"conditions", conditions},
+              {"tasks", tasks_ ? tasks_->DeploymentTasks(d.tenant, d.name) : Json::object()}};
 }
 
 std::string HealthKey(model::HealthStatus h) {
@@ -634,6 +707,35 @@ absl::Status Supervisor::RestartInstance(const std::string& tenant, const std::s
   PALM_RETURN_IF_ERROR(Commit());
   MarkDirty(live->key());
   return absl::OkStatus();
+}
+
+absl::Status Supervisor::DrainInstance(const std::string& tenant, const std::string& id) {
+  Live* live = FindLive(tenant, id);
+  if (!live) return GetInstance(tenant, id).status();
+  Instance& in = live->inst;
+  if (live->removing || in.state == InstanceState::kDraining ||
+      in.state == InstanceState::kStopping) {
+    return absl::OkStatus();  // already on its way out
+  }
+  DeploymentKey key = live->key();
+  int64_t in_flight = tasks_ ? tasks_->InFlight(tenant, id) : 0;
+  Emit("info", "InstanceDraining", "instance", id, in.deployment, tenant,
+       absl::StrCat("instance ", id, " draining (", in_flight,
+                    " tasks in flight); a replacement starts now"),
+       "user");
+  BeginStop(*live, /*remove=*/true, /*restart_after=*/false, absl::InfiniteDuration());
+  PALM_RETURN_IF_ERROR(Commit());
+  MarkDirty(key);
+  return absl::OkStatus();
+}
+
+// ---- Tasks ----------------------------------------------------------------------------
+
+void Supervisor::SetTaskEngine(tasks::TaskEngine* tasks) { tasks_ = tasks; }
+
+void Supervisor::OnInstanceIdle(const std::string& tenant, const std::string& id) {
+  Live* live = FindLive(tenant, id);
+  if (live && live->inst.state == InstanceState::kDraining) MarkDirty(live->key());
 }
 
 // ---- Agents ---------------------------------------------------------------------------
@@ -931,7 +1033,8 @@ void Supervisor::EnterBackOff(Live& live, const Deployment& d, absl::Duration de
   Persist(live);
 }
 
-void Supervisor::BeginStop(Live& live, bool remove, bool restart_after) {
+void Supervisor::BeginStop(Live& live, bool remove, bool restart_after,
+                           std::optional<absl::Duration> max_drain) {
   Instance& in = live.inst;
   live.removing = live.removing || remove;
   live.restart_after = restart_after && !live.removing;
@@ -946,6 +1049,47 @@ void Supervisor::BeginStop(Live& live, bool remove, bool restart_after) {
     return;
   }
   if (in.state == InstanceState::kStopping) return;  // already under way
+  if (in.state != InstanceState::kDraining) {
+    // Drain first: no new tasks; the stop signal waits for the tasks in flight.
+    const Deployment* d = FindDeployment(live.key());
+    const model::AgentSpec* spec =
+        d ? FindSpec(d->tenant, d->spec) : FindSpec(in.tenant, in.spec);
+    double grace_s = spec ? spec->stop.grace_s : model::StopSpec{}.grace_s;
+    absl::Duration drain = max_drain.value_or(absl::Milliseconds(std::llround(grace_s * 1000)));
+    in.state = InstanceState::kDraining;
+    in.ready = false;
+    in.updated_at = clock_.Now();
+    live.drain_deadline =
+        drain == absl::InfiniteDuration() ? absl::InfiniteFuture() : clock_.Now() + drain;
+    Persist(live);  // no longer routable from here on
+  }
+  if (tasks_ && tasks_->InFlight(in.tenant, in.id) > 0 && clock_.Now() < live.drain_deadline) {
+    return;  // FinishDrains sends the stop signal when they are done
+  }
+  SendStop(live);
+}
+
+absl::Time Supervisor::FinishDrains(const std::vector<Live*>& lives, absl::Time now) {
+  absl::Time next = absl::InfiniteFuture();
+  for (Live* live : lives) {
+    const Instance& in = live->inst;
+    if (in.state != InstanceState::kDraining) continue;
+    bool idle = !tasks_ || tasks_->InFlight(in.tenant, in.id) == 0;
+    if (idle || now >= live->drain_deadline) {
+      if (!idle) {
+        EmitFor(*live, "warning", "DrainTimeout",
+                "still had tasks in flight at the end of its drain; stopping it anyway");
+      }
+      SendStop(*live);
+    } else {
+      next = std::min(next, live->drain_deadline);
+    }
+  }
+  return next;
+}
+
+void Supervisor::SendStop(Live& live) {
+  Instance& in = live.inst;
   if (health_) health_->Untrack(RuntimeKey(in.tenant, in.id));
   live.probed = false;
   const Deployment* d = FindDeployment(live.key());
@@ -975,7 +1119,9 @@ void Supervisor::OnExit(const std::string& runtime_key, runtime::ExitStatus stat
 
 void Supervisor::HandleExit(Live& live, const ExitInfo& exit) {
   Instance& in = live.inst;
-  bool was_stopping = in.state == InstanceState::kStopping;
+  // An agent that exits while draining has done what the drain asked.
+  bool was_stopping =
+      in.state == InstanceState::kStopping || in.state == InstanceState::kDraining;
   if (health_) health_->Untrack(RuntimeKey(in.tenant, in.id));
   live.probed = false;
   in.last_exit = exit;
@@ -985,6 +1131,10 @@ void Supervisor::HandleExit(Live& live, const ExitInfo& exit) {
   in.updated_at = exit.at;
   EmitFor(live, was_stopping ? "info" : "warning", "InstanceExited",
           absl::StrCat(DescribeExit(exit), was_stopping ? " (stopped)" : ""));
+  if (tasks_) {
+    // Its leases go back to the queue now rather than when they expire.
+    tasks_->InstanceLost(in.tenant, in.id, absl::StrCat("instance ", in.id, " ", DescribeExit(exit)));
+  }
   if (live.removing) {
     Erase(RuntimeKey(in.tenant, in.id));
     return;
@@ -1046,7 +1196,9 @@ absl::StatusOr<absl::Time> Supervisor::Reconcile(const DeploymentKey& key) {
   absl::Time next = absl::InfiniteFuture();
   std::vector<Live*> all = InstancesOf(key);
 
-  // 1. Stops that outlived their grace period get SIGKILL.
+  // 1. Drained instances get their stop signal; stops that outlived their grace period
+  //    get SIGKILL.
+  next = std::min(next, FinishDrains(all, now));
   for (Live* live : all) {
     if (live->inst.state != InstanceState::kStopping || live->kill_sent) continue;
     if (now >= live->stop_deadline) {
@@ -1081,12 +1233,17 @@ absl::StatusOr<absl::Time> Supervisor::Reconcile(const DeploymentKey& key) {
     std::vector<const Instance*> view;
     for (Live* l : slots) view.push_back(&l->inst);
     std::vector<size_t> order = ScaleDownOrder(view, d->revision);
-    for (size_t i = 0; i < slots.size() - keep; ++i) BeginStop(*slots[order[i]], true, false);
+    // A drained deployment waits for its tasks however long they take (leases bound it).
+    std::optional<absl::Duration> drain;
+    if (d->drained) drain = absl::InfiniteDuration();
+    for (size_t i = 0; i < slots.size() - keep; ++i) {
+      BeginStop(*slots[order[i]], true, false, drain);
+    }
   };
 
   // 3. Scale the current revision to the desired count. Removal may erase slots, so the
   //    list of instances is taken again afterwards.
-  size_t desired = static_cast<size_t>(d->replicas);
+  size_t desired = d->drained ? 0 : static_cast<size_t>(d->replicas);
   remove_surplus(current, desired);
   all = InstancesOf(key);
   std::vector<Live*> to_start;
@@ -1130,10 +1287,13 @@ absl::StatusOr<absl::Time> Supervisor::Reconcile(const DeploymentKey& key) {
   }
   remove_surplus(old, desired > ready_current ? desired - ready_current : 0);
 
-  // Stops begun above need their SIGKILL deadline watched.
+  // Stops begun above need their drain and SIGKILL deadlines watched.
   for (Live* live : InstancesOf(key)) {
     if (live->inst.state == InstanceState::kStopping && !live->kill_sent) {
       next = std::min(next, live->stop_deadline);
+    }
+    if (live->inst.state == InstanceState::kDraining) {
+      next = std::min(next, live->drain_deadline);
     }
   }
   PALM_RETURN_IF_ERROR(Commit());

@@ -30,6 +30,7 @@
 #include "palm/model/objects.h"
 #include "palm/runtime/runtime.h"
 #include "palm/store/store.h"
+#include "palm/tasks/engine.h"
 
 namespace palm::controller {
 
@@ -137,6 +138,25 @@ class Supervisor {
                                                      const std::string& id) const;
   // Stops the process (stop signal, grace, SIGKILL) and starts it again at once.
   absl::Status RestartInstance(const std::string& tenant, const std::string& id);
+  // `palm instance drain`: the instance gets no new tasks (state Draining, heartbeats
+  // answer drain: true); once its tasks in flight are done it is stopped and removed. It no
+  // longer counts as a replica, so the deployment starts a replacement at once.
+  absl::Status DrainInstance(const std::string& tenant, const std::string& id);
+
+  // ---- Tasks -----------------------------------------------------------------------------
+  // The task engine told about every instance's routability, exits and removals, and asked
+  // how many tasks an instance has in flight before it is stopped (stops drain first, at
+  // most stop.grace_s). May stay null (tests of the process lifecycle alone). Set before
+  // Load(). Its idle callback must be routed to OnInstanceIdle.
+  void SetTaskEngine(tasks::TaskEngine* tasks);
+  void OnInstanceIdle(const std::string& tenant, const std::string& id);
+  // `palm deployment drain`: every instance drains and stops once idle (no deadline but
+  // the leases); nothing is started until ResumeDeployment. Tasks stay queued.
+  absl::StatusOr<model::Deployment> DrainDeployment(const DeploymentKey& key);
+  absl::StatusOr<model::Deployment> ResumeDeployment(const DeploymentKey& key);
+  // `palm fleet deploy N "TASK"`: records last_deployed_task / last_deployed_at.
+  absl::StatusOr<model::Deployment> RecordFleetTask(const DeploymentKey& key,
+                                                    const std::string& task);
 
   // ---- Health ----------------------------------------------------------------------------
   // Probes run by `health` (may stay null: no probing, instances are ready once running).
@@ -196,7 +216,13 @@ class Supervisor {
   absl::Status CheckSpecUsable(const model::Deployment& d) const;
 
   void MarkDirty(const DeploymentKey& key);
-  void Persist(const Live& live);
+  void Persist(Live& live);
+  // Tells the task engine when the instance's routability changed.
+  void SyncRoute(Live& live);
+  void SyncDeployment(const model::Deployment& d);
+  // Saves `d` (already changed in place by the caller) with an event, durably.
+  absl::StatusOr<model::Deployment> SaveDeployment(model::Deployment d, const char* kind,
+                                                   const std::string& message);
   void Erase(const std::string& runtime_key);
   absl::Status Commit();
   void Emit(const char* severity, const char* kind, const char* object_type,
@@ -211,7 +237,15 @@ class Supervisor {
   void DeriveHealth(Live& live);
   void PrepareStart(Live& live);
   void StartInstance(Live& live, const model::Deployment& d);
-  void BeginStop(Live& live, bool remove, bool restart_after);
+  // Stops an instance: first it drains (no new tasks; the stop signal waits for its tasks
+  // in flight, at most `max_drain`, default its stop.grace_s), then SendStop.
+  void BeginStop(Live& live, bool remove, bool restart_after,
+                 std::optional<absl::Duration> max_drain = std::nullopt);
+  // The stop signal now, SIGKILL after the grace period (Reconcile watches the deadline).
+  void SendStop(Live& live);
+  // Draining instances whose tasks are done (or whose drain deadline passed) get their
+  // stop signal; returns when to look again.
+  absl::Time FinishDrains(const std::vector<Live*>& lives, absl::Time now);
   void HandleExit(Live& live, const model::ExitInfo& exit);
   void EnterBackOff(Live& live, const model::Deployment& d, absl::Duration delay);
   absl::StatusOr<runtime::SpawnRequest> BuildSpawn(Live& live, const model::Deployment& d);
@@ -225,6 +259,7 @@ class Supervisor {
   SupervisorOptions options_;
   events::EventLog* events_;
   health::HealthManager* health_ = nullptr;
+  tasks::TaskEngine* tasks_ = nullptr;
   std::function<void(const DeploymentKey&)> on_dirty_;
 
   // tenant -> name -> version -> spec

@@ -25,6 +25,7 @@
 #include "palm/controller/runner.h"
 #include "palm/controller/supervisor.h"
 #include "palm/daemon/examples.h"
+#include "palm/daemon/task_driver.h"
 #include "palm/health/health_manager.h"
 #include "palm/http/server.h"
 #include "palm/runtime/process_runtime.h"
@@ -193,14 +194,23 @@ int RunDaemon(const DaemonOptions& options) {
     supervisor.OnHealthReport(report);
   });
   supervisor.SetHealthManager(&health);
+  tasks::TaskEngine task_engine(**store, clock, tasks::EngineOptions{}, &event_log);
+  task_engine.SetIdleCallback([&supervisor](const std::string& tenant, const std::string& id) {
+    supervisor.OnInstanceIdle(tenant, id);
+  });
+  supervisor.SetTaskEngine(&task_engine);
   controller::Runner runner(io, supervisor, clock);
   if (auto st = supervisor.Load(); !st.ok()) return Fail(Annotate(st, "loading state"));
+  // After the supervisor: queued work is routed to the instances it re-adopted.
+  if (auto st = task_engine.Load(); !st.ok()) return Fail(Annotate(st, "loading tasks"));
+  TaskDriver task_driver(io, task_engine, clock);
 
   bool stopping = false;
   boost::asio::steady_timer stop_timer(io);
   std::function<void(bool)> request_stop;
   auto finish = [&] {
     server.Stop([&] {
+      task_driver.Stop();
       runner.Stop();
       supervisor.Detach();
       io.stop();
@@ -229,6 +239,7 @@ int RunDaemon(const DaemonOptions& options) {
   api_options.admin_token_hash = *admin_hash;
   api_options.events = &event_log;
   api_options.store = store->get();
+  api_options.tasks = &task_engine;
   api_options.request_stop = request_stop;
   api_options.ready = [&](std::string* reason) {
     if (!(*store)->Healthy()) {
@@ -270,6 +281,7 @@ int RunDaemon(const DaemonOptions& options) {
   });
 
   runner.Start();
+  task_driver.Start();
   PALM_LOG(kInfo, "palm daemon ", kVersion, " (pid ", ::getpid(), ") serving on ", endpoint,
            ", data dir ", data_dir);
   io.run();

@@ -17,9 +17,8 @@ absl::Status EventLog::Load(store::Store& store) {
   return absl::OkStatus();
 }
 
-int64_t EventLog::Append(const Event& e, absl::Time now, store::WriteBatch* batch) {
-  int64_t seq = ++last_seq_;
-  Json doc = {{"seq", seq},
+void EventLog::Append(const Event& e, absl::Time now, store::WriteBatch* batch) {
+  Json doc = {{"seq", nullptr},
               {"time", palm::FormatTime(now)},
               {"severity", e.severity},
               {"kind", e.kind},
@@ -29,25 +28,27 @@ int64_t EventLog::Append(const Event& e, absl::Time now, store::WriteBatch* batc
               {"message", e.message},
               {"correlation_id", e.correlation_id.empty() ? Json(nullptr) : Json(e.correlation_id)},
               {"actor", {{"kind", e.actor_kind}, {"id", e.actor_id}}}};
-  batch->put_events.push_back({seq, e.tenant, e.deployment, doc});
-  // Prune in steps, not on every append: one DELETE per 1000 events.
-  if (seq % 1000 == 0 && seq > static_cast<int64_t>(retention_)) {
-    batch->delete_events_through = seq - static_cast<int64_t>(retention_);
-  }
-  unpublished_.push_back(std::move(doc));
-  return seq;
+  batch->put_events.push_back({0, e.tenant, e.deployment, std::move(doc)});
 }
 
-void EventLog::Publish() {
-  for (Json& doc : unpublished_) {
-    for (const auto& [id, s] : subscribers_) s(doc);
-    tail_.push_back(std::move(doc));
+void EventLog::Seal(store::WriteBatch* batch) {
+  for (store::EventRow& row : batch->put_events) {
+    row.seq = ++last_seq_;
+    row.doc["seq"] = row.seq;
+    // Prune in steps, not on every append: one DELETE per 1000 events.
+    if (row.seq % 1000 == 0 && row.seq > static_cast<int64_t>(retention_)) {
+      batch->delete_events_through = row.seq - static_cast<int64_t>(retention_);
+    }
+  }
+}
+
+void EventLog::Publish(const store::WriteBatch& batch) {
+  for (const store::EventRow& row : batch.put_events) {
+    for (const auto& [id, s] : subscribers_) s(row.doc);
+    tail_.push_back(row.doc);
     if (tail_.size() > tail_limit_) tail_.pop_front();
   }
-  unpublished_.clear();
 }
-
-void EventLog::Discard() { unpublished_.clear(); }
 
 bool EventLog::Matches(const Json& event, const std::string& tenant,
                        const std::string& deployment) {

@@ -1,10 +1,12 @@
 // Events: Kubernetes-style records of every lifecycle change (DESIGN.md section 3, Event),
 // kept in the store with a retention bound and streamed to subscribers (SSE clients).
 //
-// An event is appended to the same WriteBatch as the state change it describes, and
-// published (to the in-memory tail and to subscribers) only after that batch is durable, so
-// a client never sees an event the store could lose. Seqs are strictly increasing and never
-// reused (a failed batch leaves a gap).
+// An event is appended to the same WriteBatch as the state change it describes. Its seq is
+// assigned when that batch is sealed, right before the store applies it, so seqs follow
+// commit order even when several owners (the supervisor, the task engine) fill batches of
+// their own; the batch's events are published (to the in-memory tail and to subscribers)
+// only after it is durable, so a client never sees an event the store could lose. Seqs are
+// strictly increasing and never reused (a failed batch leaves a gap).
 // Thread-safety: none; the daemon's event loop only.
 #pragma once
 
@@ -45,14 +47,13 @@ class EventLog {
   // Reads the last seq (and the recent tail) from the store. Call once, first.
   absl::Status Load(store::Store& store);
 
-  // Assigns the next seq and `now`, and adds the event (and, every so often, the retention
-  // prune) to `batch`. Returns the seq.
-  int64_t Append(const Event& e, absl::Time now, store::WriteBatch* batch);
-  // The batch holding what Append added since the last Publish/Discard is durable:
-  // add those events to the tail and hand them to subscribers.
-  void Publish();
-  // The batch failed: forget those events.
-  void Discard();
+  // Adds the event, stamped `now`, to `batch` (its seq comes from Seal).
+  void Append(const Event& e, absl::Time now, store::WriteBatch* batch);
+  // Gives the batch's events the next seqs (again, when a failed batch is retried) and,
+  // every so often, adds the retention prune. Call right before store.Apply(*batch).
+  void Seal(store::WriteBatch* batch);
+  // `batch` is durable: add its events to the tail and hand them to subscribers.
+  void Publish(const store::WriteBatch& batch);
 
   // Events with seq > `since`, optionally of one deployment, at most `limit`, oldest first
   // (from memory when the tail reaches back far enough, else from the store).
@@ -74,7 +75,6 @@ class EventLog {
   size_t retention_;
   size_t tail_limit_;
   int64_t last_seq_ = 0;
-  std::vector<Json> unpublished_;
   std::deque<Json> tail_;
   std::map<uint64_t, Subscriber> subscribers_;
   uint64_t next_subscriber_ = 1;

@@ -33,8 +33,9 @@ class EventLogTest : public ::testing::Test {
   void Commit(EventLog& log, std::vector<Event> events) {
     store::WriteBatch b;
     for (auto& e : events) log.Append(e, absl::FromUnixSeconds(1800000000), &b);
+    log.Seal(&b);
     ASSERT_TRUE(store_->Apply(b).ok());
-    log.Publish();
+    log.Publish(b);
   }
   std::string dir_;
   std::unique_ptr<store::Store> store_;
@@ -47,8 +48,9 @@ TEST_F(EventLogTest, PublishesOnlyDurableEventsToSubscribersInOrder) {
   uint64_t sub = log.Subscribe([&](const Json& e) { seen.push_back(e["seq"]); });
   store::WriteBatch b;
   log.Append(E("InstanceStarted"), absl::Now(), &b);
+  log.Seal(&b);
   EXPECT_TRUE(seen.empty()) << "not before the batch is durable";
-  log.Discard();  // the batch failed
+  // The batch failed: it is never published.
   Commit(log, {E("InstanceExited"), E("BackOff")});
   EXPECT_EQ(seen, (std::vector<int64_t>{2, 3}));  // seq 1 is a gap, never published
   log.Unsubscribe(sub);
@@ -79,7 +81,27 @@ TEST_F(EventLogTest, ListsFromTheStoreWhenTheTailIsTooShortAndAfterRestart) {
   ASSERT_TRUE(again.Load(*store_).ok());
   EXPECT_EQ(again.last_seq(), 5);
   store::WriteBatch b;
-  EXPECT_EQ(again.Append(E("F"), absl::Now(), &b), 6) << "seqs continue after a restart";
+  again.Append(E("F"), absl::Now(), &b);
+  again.Seal(&b);
+  EXPECT_EQ(b.put_events[0].seq, 6) << "seqs continue after a restart";
+}
+
+TEST_F(EventLogTest, SeqsFollowCommitOrderAcrossBatches) {
+  EventLog log;
+  ASSERT_TRUE(log.Load(*store_).ok());
+  std::vector<int64_t> seen;
+  log.Subscribe([&](const Json& e) { seen.push_back(e["seq"]); });
+  store::WriteBatch first, second;
+  log.Append(E("A"), absl::Now(), &first);   // filled first...
+  log.Append(E("B"), absl::Now(), &second);
+  for (store::WriteBatch* b : {&second, &first}) {  // ...committed second
+    log.Seal(b);
+    ASSERT_TRUE(store_->Apply(*b).ok());
+    log.Publish(*b);
+  }
+  EXPECT_EQ(seen, (std::vector<int64_t>{1, 2}));
+  EXPECT_EQ(second.put_events[0].doc["kind"], "B");
+  EXPECT_EQ(second.put_events[0].seq, 1);
 }
 
 TEST_F(EventLogTest, RetentionPrunesTheOldest) {

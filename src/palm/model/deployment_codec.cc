@@ -93,7 +93,8 @@ const std::vector<std::string_view> kDeploymentFields = {
     "config", "env",      "strategy",       "restart_policy", "revision_history_limit",
     "labels", "autoscaling", "budget"};
 const std::vector<std::string_view> kDeploymentServerFields = {
-    "tenant", "created_at", "updated_at", "revision", "next_instance_seq", "status"};
+    "tenant", "created_at", "updated_at", "revision", "next_instance_seq", "status",
+    "drained", "last_deployed_task", "last_deployed_at"};
 
 absl::StatusOr<Deployment> ParseDeployment(const Json& doc, bool stored) {
   FieldReader r(doc, "deployment", kDeploymentFields, kDeploymentServerFields);
@@ -147,6 +148,13 @@ absl::StatusOr<Deployment> ParseDeployment(const Json& doc, bool stored) {
     PALM_RETURN_IF_ERROR(r.Time("updated_at", &d.updated_at));
     PALM_RETURN_IF_ERROR(r.Int("revision", 1, INT64_MAX, &d.revision));
     PALM_RETURN_IF_ERROR(r.Int("next_instance_seq", 1, INT64_MAX, &d.next_instance_seq));
+    PALM_RETURN_IF_ERROR(r.Bool("drained", &d.drained));
+    if (const Json* task = r.Get("last_deployed_task"); task && !task->is_null()) {
+      std::string text;
+      PALM_RETURN_IF_ERROR(r.String("last_deployed_task", &text));
+      d.last_deployed_task = std::move(text);
+    }
+    PALM_RETURN_IF_ERROR(r.OptTime("last_deployed_at", &d.last_deployed_at));
   }
   return d;
 }
@@ -182,6 +190,10 @@ Json ToJson(const Deployment& d) {
           {"labels", d.labels},
           {"revision", d.revision},
           {"next_instance_seq", d.next_instance_seq},
+          {"drained", d.drained},
+          {"last_deployed_task", d.last_deployed_task ? Json(*d.last_deployed_task) : Json()},
+          {"last_deployed_at",
+           d.last_deployed_at ? Json(palm::FormatTime(*d.last_deployed_at)) : Json()},
           {"created_at", palm::FormatTime(d.created_at)},
           {"updated_at", palm::FormatTime(d.updated_at)}};
 }

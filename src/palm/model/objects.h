@@ -84,6 +84,11 @@ struct Deployment {
   // Bookkeeping owned by the daemon, persisted with the deployment.
   int64_t revision = 1;                // bumped when spec/config/env change
   int64_t next_instance_seq = 1;       // instance ids are never reused
+  // `palm deployment drain`: every instance drains and stops; none is started until resume.
+  bool drained = false;
+  // The DAL fleet face: `palm fleet deploy N "TASK"` records the task `fleet run` sends.
+  std::optional<std::string> last_deployed_task;
+  std::optional<absl::Time> last_deployed_at;
 };
 
 enum class InstanceState {

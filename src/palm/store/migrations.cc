@@ -60,6 +60,33 @@ CREATE TABLE events (
 CREATE INDEX events_by_deployment ON events (tenant, deployment, seq);
 )sql";
 
+// Tasks (DESIGN.md section 3, Task). `seq` is the creation order and the listing cursor; the
+// partial indexes keep the engine's reload (active tasks) and retention (finished tasks)
+// from scanning the whole table. The state CHECK is a chain of ORs on purpose: SQLite
+// evaluates an IN list of more than two constants through a temporary b-tree built on every
+// row written, which tripled the cost of a task write.
+constexpr std::string_view kV3 = R"sql(
+CREATE TABLE tasks (
+  tenant          TEXT NOT NULL CHECK (tenant <> ''),
+  id              TEXT NOT NULL CHECK (id <> ''),
+  deployment      TEXT NOT NULL CHECK (deployment <> ''),
+  seq             INTEGER NOT NULL UNIQUE,
+  state           TEXT NOT NULL CHECK (state = 'Queued' OR state = 'Assigned' OR
+                                       state = 'Succeeded' OR state = 'Failed' OR
+                                       state = 'TimedOut' OR state = 'Cancelled'),
+  idempotency_key TEXT NOT NULL DEFAULT '',
+  doc             TEXT NOT NULL,
+  PRIMARY KEY (tenant, id)
+);
+CREATE UNIQUE INDEX tasks_by_idempotency_key ON tasks (tenant, deployment, idempotency_key)
+  WHERE idempotency_key <> '';
+CREATE INDEX tasks_by_tenant ON tasks (tenant, seq);
+CREATE INDEX tasks_by_deployment ON tasks (tenant, deployment, seq);
+CREATE INDEX tasks_by_state ON tasks (tenant, state, seq);
+CREATE INDEX tasks_active ON tasks (seq) WHERE state IN ('Queued', 'Assigned');
+CREATE INDEX tasks_finished ON tasks (seq) WHERE state NOT IN ('Queued', 'Assigned');
+)sql";
+
 absl::StatusOr<int> CurrentVersion(sqlite3* db, std::string_view name) {
   sqlite3_stmt* stmt = nullptr;
   int rc = sqlite3_prepare_v2(db, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations", -1,
@@ -78,6 +105,7 @@ const std::vector<Migration>& Migrations() {
   static const auto* steps = new std::vector<Migration>{
       {1, "specs, deployments, instances, tokens, meta", kV1},
       {2, "events", kV2},
+      {3, "tasks", kV3},
   };
   return *steps;
 }

@@ -19,7 +19,8 @@ namespace palm::store {
 bool WriteBatch::empty() const {
   return put_specs.empty() && put_deployments.empty() && delete_deployments.empty() &&
          put_instances.empty() && delete_instances.empty() && put_tokens.empty() &&
-         delete_tokens.empty() && put_events.empty() && delete_events_through == 0;
+         delete_tokens.empty() && put_tasks.empty() && put_events.empty() &&
+         delete_events_through == 0;
 }
 
 namespace {
@@ -67,6 +68,67 @@ constexpr char kListEvents[] =
     "SELECT seq, tenant, deployment, doc FROM events WHERE seq > ?1 "
     "AND (?3 = '' OR tenant = ?3) AND (?4 = '' OR deployment = ?4) ORDER BY seq LIMIT ?2";
 constexpr char kLastEventSeq[] = "SELECT COALESCE(MAX(seq), 0) FROM events";
+
+// Tasks. Most writes insert a task or change its state and document; the identifying
+// columns (deployment, seq, idempotency_key) of an existing task are the same, so the upsert
+// rewrites only state and doc and leaves the other indexes alone. When they differ the
+// upsert changes nothing and kReplaceTask rewrites the whole row ("insert or replace").
+constexpr char kPutTask[] =
+    "INSERT INTO tasks (tenant, id, deployment, seq, state, idempotency_key, doc) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) "
+    "ON CONFLICT (tenant, id) DO UPDATE SET state = excluded.state, doc = excluded.doc "
+    "WHERE deployment = excluded.deployment AND seq = excluded.seq "
+    "AND idempotency_key = excluded.idempotency_key";
+constexpr char kReplaceTask[] =
+    "UPDATE tasks SET deployment = ?3, seq = ?4, state = ?5, idempotency_key = ?6, doc = ?7 "
+    "WHERE tenant = ?1 AND id = ?2";
+#define PALM_TASK_COLUMNS \
+  "SELECT tenant, id, deployment, seq, state, idempotency_key, doc FROM tasks "
+// One statement per filter combination and direction so each gets its own index (an
+// "(?2 = '' OR deployment = ?2)" form would be planned once for all of them). ?1 tenant,
+// ?2 deployment, ?3 state, ?4 cursor, ?5 limit.
+constexpr char kListTasksAsc[] =
+    PALM_TASK_COLUMNS "WHERE tenant = ?1 AND seq > ?4 ORDER BY seq LIMIT ?5";
+constexpr char kListTasksDesc[] =
+    PALM_TASK_COLUMNS "WHERE tenant = ?1 AND seq < ?4 ORDER BY seq DESC LIMIT ?5";
+constexpr char kListTasksByDeploymentAsc[] =
+    PALM_TASK_COLUMNS "WHERE tenant = ?1 AND deployment = ?2 AND seq > ?4 ORDER BY seq LIMIT ?5";
+constexpr char kListTasksByDeploymentDesc[] = PALM_TASK_COLUMNS
+    "WHERE tenant = ?1 AND deployment = ?2 AND seq < ?4 "
+    "ORDER BY seq DESC LIMIT ?5";
+constexpr char kListTasksByStateAsc[] =
+    PALM_TASK_COLUMNS "WHERE tenant = ?1 AND state = ?3 AND seq > ?4 ORDER BY seq LIMIT ?5";
+constexpr char kListTasksByStateDesc[] =
+    PALM_TASK_COLUMNS "WHERE tenant = ?1 AND state = ?3 AND seq < ?4 ORDER BY seq DESC LIMIT ?5";
+constexpr char kListTasksByBothAsc[] = PALM_TASK_COLUMNS
+    "WHERE tenant = ?1 AND deployment = ?2 AND state = ?3 AND seq > ?4 "
+    "ORDER BY seq LIMIT ?5";
+constexpr char kListTasksByBothDesc[] = PALM_TASK_COLUMNS
+    "WHERE tenant = ?1 AND deployment = ?2 AND state = ?3 AND seq < ?4 "
+    "ORDER BY seq DESC LIMIT ?5";
+constexpr char kGetTask[] = PALM_TASK_COLUMNS "WHERE tenant = ?1 AND id = ?2";
+// The "<> ''" term lets SQLite use the partial unique index.
+constexpr char kFindTaskByKey[] = PALM_TASK_COLUMNS
+    "WHERE tenant = ?1 AND deployment = ?2 AND idempotency_key = ?3 "
+    "AND idempotency_key <> ''";
+// The WHERE terms match the partial indexes tasks_active / tasks_finished word for word.
+constexpr char kListActiveTasks[] =
+    PALM_TASK_COLUMNS "WHERE state IN ('Queued', 'Assigned') ORDER BY seq";
+#undef PALM_TASK_COLUMNS
+constexpr char kLastTaskSeq[] =
+    "SELECT MAX(COALESCE((SELECT MAX(seq) FROM tasks), 0), "
+    "COALESCE((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'tasks_pruned_through'), 0))";
+// The seq of the newest finished task beyond the `keep` newest (?1), if any.
+constexpr char kPruneCutoff[] =
+    "SELECT seq FROM tasks WHERE state NOT IN ('Queued', 'Assigned') "
+    "ORDER BY seq DESC LIMIT 1 OFFSET ?1";
+constexpr char kPruneTasks[] =
+    "DELETE FROM tasks WHERE state NOT IN ('Queued', 'Assigned') AND seq <= ?1";
+// Remembers the highest pruned seq so LastTaskSeq never goes back (ids are never reused).
+constexpr char kPutPrunedThrough[] =
+    "INSERT INTO meta (key, value) VALUES ('tasks_pruned_through', ?1) "
+    "ON CONFLICT (key) DO UPDATE SET value = "
+    "MAX(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))";
 
 std::string Basename(const std::string& path) {
   size_t slash = path.rfind('/');
@@ -213,6 +275,76 @@ class SqliteStore final : public Store {
     return static_cast<int64_t>(sqlite3_column_int64(s, 0));
   }
 
+  absl::StatusOr<std::vector<TaskRow>> ListTasks(const TaskQuery& q) override {
+    if (q.tenant.empty()) return InvalidArgument("listing tasks: the tenant is required");
+    const bool by_dep = !q.deployment.empty(), by_state = !q.state.empty();
+    const char* sql =
+        by_dep && by_state ? (q.descending ? kListTasksByBothDesc : kListTasksByBothAsc)
+        : by_dep           ? (q.descending ? kListTasksByDeploymentDesc : kListTasksByDeploymentAsc)
+        : by_state         ? (q.descending ? kListTasksByStateDesc : kListTasksByStateAsc)
+                           : (q.descending ? kListTasksDesc : kListTasksAsc);
+    PALM_ASSIGN_OR_RETURN(sqlite3_stmt * s, Stmt(sql));
+    StmtScope scope(s);
+    BindText(s, 1, q.tenant);
+    BindText(s, 2, q.deployment);
+    BindText(s, 3, q.state);
+    int64_t cursor = q.after_seq;
+    if (cursor == 0) cursor = q.descending ? INT64_MAX : INT64_MIN;
+    sqlite3_bind_int64(s, 4, cursor);
+    sqlite3_bind_int64(s, 5, static_cast<sqlite3_int64>(std::min<size_t>(q.limit, INT64_MAX)));
+    return ReadTasks(s);
+  }
+
+  absl::StatusOr<std::optional<TaskRow>> GetTask(const std::string& tenant,
+                                                 const std::string& id) override {
+    PALM_ASSIGN_OR_RETURN(sqlite3_stmt * s, Stmt(kGetTask));
+    StmtScope scope(s);
+    BindText(s, 1, tenant);
+    BindText(s, 2, id);
+    return ReadOneTask(s);
+  }
+
+  absl::StatusOr<std::optional<TaskRow>> FindTaskByIdempotencyKey(const std::string& tenant,
+                                                                  const std::string& deployment,
+                                                                  const std::string& key) override {
+    if (key.empty()) return std::optional<TaskRow>();
+    PALM_ASSIGN_OR_RETURN(sqlite3_stmt * s, Stmt(kFindTaskByKey));
+    StmtScope scope(s);
+    BindText(s, 1, tenant);
+    BindText(s, 2, deployment);
+    BindText(s, 3, key);
+    return ReadOneTask(s);
+  }
+
+  absl::StatusOr<std::vector<TaskRow>> ListActiveTasks() override {
+    PALM_ASSIGN_OR_RETURN(sqlite3_stmt * s, Stmt(kListActiveTasks));
+    StmtScope scope(s);
+    return ReadTasks(s);
+  }
+
+  absl::StatusOr<int64_t> LastTaskSeq() override {
+    PALM_ASSIGN_OR_RETURN(sqlite3_stmt * s, Stmt(kLastTaskSeq));
+    StmtScope scope(s);
+    int rc = sqlite3_step(s);
+    if (rc != SQLITE_ROW) return SqliteStatus(db_, rc, name_ + ": reading tasks");
+    return static_cast<int64_t>(sqlite3_column_int64(s, 0));
+  }
+
+  absl::StatusOr<int64_t> PruneFinishedTasks(int64_t keep) override {
+    if (keep < 0) {
+      return InvalidArgument(absl::StrCat("pruning tasks: keep must not be negative, got ", keep));
+    }
+    PALM_RETURN_IF_ERROR(Exec(db_, "BEGIN IMMEDIATE", name_ + ": starting to prune tasks"));
+    absl::StatusOr<int64_t> deleted = PruneInTransaction(keep);
+    absl::Status st = deleted.status();
+    if (st.ok()) st = Exec(db_, "COMMIT", name_ + ": committing pruned tasks");
+    if (!st.ok()) {
+      if (!sqlite3_get_autocommit(db_)) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+      return st;
+    }
+    return deleted;
+  }
+
   bool Healthy() override {
     absl::StatusOr<sqlite3_stmt*> s = Stmt(kPing);
     if (!s.ok()) return false;
@@ -266,6 +398,28 @@ class SqliteStore final : public Store {
       PALM_RETURN_IF_ERROR(Run(kPutToken, "writing a token",
                                {r.hash, r.tenant, r.role, r.instance_id, r.created_at}));
     }
+    if (!b.put_tasks.empty()) {
+      // The hot path (group-committed task changes): one cached statement, rebound per row.
+      PALM_ASSIGN_OR_RETURN(sqlite3_stmt * put, Stmt(kPutTask));
+      PALM_ASSIGN_OR_RETURN(sqlite3_stmt * replace, Stmt(kReplaceTask));
+      StmtScope put_scope(put), replace_scope(replace);
+      std::string doc;
+      for (const TaskRow& r : b.put_tasks) {
+        PALM_ASSIGN_OR_RETURN(doc, DocText(r.doc, "task " + r.id));
+        for (sqlite3_stmt* s : {put, replace}) {
+          sqlite3_reset(s);
+          BindText(s, 1, r.tenant);
+          BindText(s, 2, r.id);
+          BindText(s, 3, r.deployment);
+          sqlite3_bind_int64(s, 4, r.seq);
+          BindText(s, 5, r.state);
+          BindText(s, 6, r.idempotency_key);
+          BindText(s, 7, doc);
+          PALM_RETURN_IF_ERROR(Step(s, "writing task " + r.id));
+          if (sqlite3_changes(db_) > 0) break;
+        }
+      }
+    }
     for (const EventRow& r : b.put_events) {
       std::string what = absl::StrCat("event ", r.seq);
       PALM_ASSIGN_OR_RETURN(std::string doc, DocText(r.doc, what));
@@ -284,6 +438,63 @@ class SqliteStore final : public Store {
       PALM_RETURN_IF_ERROR(Step(s, "pruning events"));
     }
     return absl::OkStatus();
+  }
+
+  absl::StatusOr<int64_t> PruneInTransaction(int64_t keep) {
+    int64_t cutoff = 0;
+    {
+      PALM_ASSIGN_OR_RETURN(sqlite3_stmt * s, Stmt(kPruneCutoff));
+      StmtScope scope(s);
+      sqlite3_bind_int64(s, 1, keep);
+      int rc = sqlite3_step(s);
+      if (rc == SQLITE_DONE) return 0;  // at most `keep` finished tasks
+      if (rc != SQLITE_ROW) return SqliteStatus(db_, rc, name_ + ": reading tasks to prune");
+      cutoff = sqlite3_column_int64(s, 0);
+    }
+    PALM_ASSIGN_OR_RETURN(sqlite3_stmt * del, Stmt(kPruneTasks));
+    {
+      StmtScope scope(del);
+      sqlite3_bind_int64(del, 1, cutoff);
+      PALM_RETURN_IF_ERROR(Step(del, "pruning tasks"));
+    }
+    const int64_t deleted = sqlite3_changes64(db_);
+    PALM_ASSIGN_OR_RETURN(sqlite3_stmt * mark, Stmt(kPutPrunedThrough));
+    StmtScope scope(mark);
+    sqlite3_bind_int64(mark, 1, cutoff);
+    PALM_RETURN_IF_ERROR(Step(mark, "pruning tasks"));
+    return deleted;
+  }
+
+  // Reads (tenant, id, deployment, seq, state, idempotency_key, doc) rows to the end.
+  absl::StatusOr<std::vector<TaskRow>> ReadTasks(sqlite3_stmt* s) {
+    std::vector<TaskRow> rows;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+      PALM_ASSIGN_OR_RETURN(TaskRow r, TaskFromRow(s));
+      rows.push_back(std::move(r));
+    }
+    if (rc != SQLITE_DONE) return SqliteStatus(db_, rc, name_ + ": reading tasks");
+    return rows;
+  }
+
+  absl::StatusOr<std::optional<TaskRow>> ReadOneTask(sqlite3_stmt* s) {
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_DONE) return std::optional<TaskRow>();
+    if (rc != SQLITE_ROW) return SqliteStatus(db_, rc, name_ + ": reading tasks");
+    PALM_ASSIGN_OR_RETURN(TaskRow r, TaskFromRow(s));
+    return std::optional<TaskRow>(std::move(r));
+  }
+
+  absl::StatusOr<TaskRow> TaskFromRow(sqlite3_stmt* s) {
+    TaskRow r;
+    r.tenant = ColumnText(s, 0);
+    r.id = ColumnText(s, 1);
+    r.deployment = ColumnText(s, 2);
+    r.seq = sqlite3_column_int64(s, 3);
+    r.state = ColumnText(s, 4);
+    r.idempotency_key = ColumnText(s, 5);
+    PALM_ASSIGN_OR_RETURN(r.doc, ParseDoc(s, 6, "tasks", r.tenant + "/" + r.id));
+    return r;
   }
 
   absl::StatusOr<sqlite3_stmt*> Stmt(const char* sql) {

@@ -51,6 +51,24 @@ struct EventRow {
   Json doc;                 // the event as the API returns it
 };
 
+struct TaskRow {
+  std::string tenant, id, deployment;
+  int64_t seq = 0;              // creation order (unique, strictly increasing)
+  std::string state;            // Queued | Assigned | Succeeded | Failed | TimedOut | Cancelled
+  std::string idempotency_key;  // "" = none; unique per (tenant, deployment) otherwise
+  Json doc;                     // model::ToStored(task)
+};
+
+// Filters for ListTasks; "" / 0 = any.
+struct TaskQuery {
+  std::string tenant;           // required
+  std::string deployment;
+  std::string state;
+  int64_t after_seq = 0;        // ascending: seq > after_seq; descending: seq < after_seq
+  bool descending = false;
+  size_t limit = 100;
+};
+
 // A set of writes applied in one transaction: all or nothing.
 struct WriteBatch {
   std::vector<SpecRow> put_specs;
@@ -60,6 +78,7 @@ struct WriteBatch {
   std::vector<std::pair<std::string, std::string>> delete_instances;    // (tenant, id)
   std::vector<TokenRow> put_tokens;
   std::vector<std::string> delete_tokens;                               // by hash
+  std::vector<TaskRow> put_tasks;                                       // insert or replace
   std::vector<EventRow> put_events;
   int64_t delete_events_through = 0;  // retention: drop events with seq <= this (0 = none)
   bool empty() const;
@@ -84,6 +103,20 @@ class Store {
                                                            const std::string& deployment) = 0;
   // The highest event seq stored (0 when none).
   virtual absl::StatusOr<int64_t> LastEventSeq() = 0;
+
+  // Tasks matching `q` in seq order (see TaskQuery), at most q.limit.
+  virtual absl::StatusOr<std::vector<TaskRow>> ListTasks(const TaskQuery& q) = 0;
+  virtual absl::StatusOr<std::optional<TaskRow>> GetTask(const std::string& tenant,
+                                                         const std::string& id) = 0;
+  virtual absl::StatusOr<std::optional<TaskRow>> FindTaskByIdempotencyKey(
+      const std::string& tenant, const std::string& deployment, const std::string& key) = 0;
+  // Every task in state Queued or Assigned, in seq order (what the engine reloads).
+  virtual absl::StatusOr<std::vector<TaskRow>> ListActiveTasks() = 0;
+  // The highest task seq stored (0 when none).
+  virtual absl::StatusOr<int64_t> LastTaskSeq() = 0;
+  // Retention: deletes the oldest finished (terminal) tasks so that at most `keep` finished
+  // tasks remain; returns how many were deleted. Active tasks are never deleted.
+  virtual absl::StatusOr<int64_t> PruneFinishedTasks(int64_t keep) = 0;
 
   // Small key/value table for daemon metadata (e.g. "admin_token_hash").
   virtual absl::StatusOr<std::optional<std::string>> GetMeta(const std::string& key) = 0;
