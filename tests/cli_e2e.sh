@@ -336,6 +336,38 @@ now_pids=$(json '" ".join(sorted(str(i["pid"]) for i in d["items"]))')
 for p in $pids; do alive "$p" || fail "agent pid $p alive" "it is gone"; done
 ok "pids $now_pids"
 
+step "tasks: submit to support agents --wait answers; bad input is refused"
+expect_rc 0 spec register -f "$SRC/examples/specs/support.yaml"
+expect_rc 0 deploy support@1.0.0 --name support --replicas 2 --wait --timeout 60s
+expect_rc 0 task submit support --input '{"question": "how do I reset my password?"}' --wait --timeout 30s -o json
+[[ "$(json 'd["state"]')" == "Succeeded" ]] || fail "the task Succeeded" "$OUT"
+task_id=$(json 'd["id"]')
+expect_rc 0 task get "$task_id"
+[[ "$OUT" == *Succeeded* ]] || fail "task get shows Succeeded" "$OUT"
+expect_rc 2 task submit support --input '{"question": '
+expect_rc 3 task submit no-such-deployment --input '{}'
+expect_rc 0 task list -d support -o json
+[[ "$(json 'len(d["items"])')" -ge 1 ]] || fail "task list shows the task" "$OUT"
+ok "$task_id"
+
+step "fleet deploy then fleet run: every member answers"
+expect_rc 0 fleet deploy support "what is palm?"
+expect_rc 0 fleet run support --timeout 30s -o json
+[[ "$(json 'len(d["deliveries"])')" == 2 ]] || fail "2 deliveries" "$OUT"
+[[ "$(json 'all(x["state"] == "Succeeded" for x in d["deliveries"])')" == True ]] ||
+  fail "every delivery Succeeded" "$OUT"
+ok
+
+step "instance drain: support-001 is retired, a replacement takes over"
+expect_rc 0 instance drain support-001
+support_replaced() {
+  run instance list -d support -o json
+  [[ "$RC" -eq 0 ]] && [[ "$(json '",".join(sorted(i["id"] for i in d["items"] if i["state"] == "Running"))')" == "support-002,support-003" ]]
+}
+poll 30 support_replaced || fail "support-002 and support-003 running" "$OUT"
+expect_rc 0 deployment delete support -y
+ok
+
 step "deployment delete hello -y stops its agents"
 expect_rc 0 deployment delete hello -y
 pids_gone() {

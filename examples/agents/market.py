@@ -14,6 +14,7 @@ Tasks (input):
           meet is "not_filled" (not an error).
   {"action": "portfolio"}  -> {"cash", "positions", "pnl_usd", "orders_total", "marks"}
   {"action": "orders", "limit"?: 10} -> {"orders": [...newest last]}
+  {"task": "quote ACME"} (what `palm fleet run` sends): "ACTION [SYMBOL [QTY]]" as above
 Errors fail the task: unknown action or symbol, qty not a positive integer (or above
 max_order_qty), not enough cash (buy) or inventory (sell, unless allow_short).
 
@@ -81,6 +82,8 @@ class Desk:
     # ---- tasks ---------------------------------------------------------------------------
 
     def handle(self, task_input, task=None):
+        if isinstance(task_input, dict) and isinstance(task_input.get("task"), str):
+            task_input = self.parse_text(task_input["task"])
         if not isinstance(task_input, dict):
             raise ValueError('input must be an object like {"action": "quote", "symbol": "ACME"}')
         action = task_input.get("action", "quote")
@@ -95,6 +98,19 @@ class Desk:
                 n = int(task_input.get("limit", 10))
                 return {"orders": list(self.orders)[-n:] if n > 0 else []}
         raise ValueError(f"unknown action {action!r} (quote, trade, portfolio, orders)")
+
+    @staticmethod
+    def parse_text(text):
+        """`palm fleet run` sends {"task": "TEXT"}: "quote ACME", "trade ACME 10", "portfolio"."""
+        words = text.split()
+        if not words:
+            raise ValueError('empty task; e.g. palm fleet deploy N "quote ACME"')
+        parsed = {"action": words[0].lower()}
+        if len(words) > 1:
+            parsed["symbol"] = words[1]
+        if len(words) > 2:
+            parsed["qty"] = int(words[2]) if words[2].lstrip("-").isdigit() else words[2]
+        return parsed
 
     def _symbol(self, task_input):
         symbol = str(task_input.get("symbol", "")).upper()

@@ -4,7 +4,8 @@
 Deterministic (no model, no network): the answer is the knowledge-base entry whose keywords
 best match the question; ties go to the entry listed first.
 
-Task input:  {"question": "How do I reset my password?", "customer": "acme"}   (or a string)
+Task input:  {"question": "How do I reset my password?", "customer": "acme"}   (or a string,
+             or {"task": "..."} as `palm fleet run` sends it)
 Output:      {"answer": "...", "topic": "password", "confidence": 0.67, "escalate": false,
               "ticket": 12, "instance": "support-001"}
 An empty question fails the task. A question nothing matches is answered with
@@ -65,7 +66,9 @@ def main():
     counts = {"tickets_answered": 0, "tickets_escalated": 0}
 
     def handle(task_input, task):
-        question = task_input if isinstance(task_input, str) else (task_input or {}).get("question")
+        fields = task_input if isinstance(task_input, dict) else {}
+        question = task_input if isinstance(task_input, str) else (
+            fields.get("question") or fields.get("task"))
         if not isinstance(question, str) or not question.strip():
             raise ValueError('input needs a non-empty "question"')
         topic, text, confidence = answer(question, threshold)

@@ -105,7 +105,7 @@ absl::StatusOr<http::Response> TaskRoutes::Agent(const http::Request& req,
   if (seg.size() == 3 && seg[2] == "next" && req.method == "GET") {
     PALM_ASSIGN_OR_RETURN(int64_t wait_s, QueryInt(req, "wait_s", 0, kMaxWaitS,
                                                    kDefaultAgentWaitS, "seconds"));
-    engine_.Next(tenant, instance, absl::Seconds(wait_s),
+    uint64_t poll = engine_.Next(tenant, instance, absl::Seconds(wait_s),
                  [ex](absl::StatusOr<std::optional<Json>> task) {
                    if (!task.ok()) return ex->Respond(ErrorResponse(task.status()));
                    if (!task->has_value()) {
@@ -115,6 +115,8 @@ absl::StatusOr<http::Response> TaskRoutes::Agent(const http::Request& req,
                    }
                    ex->Respond(JsonResponse(200, **task));
                  });
+    // An agent that hangs up while waiting must not be handed a task nobody will read.
+    if (poll != 0) ex->OnClose([this, poll] { engine_.CancelPoll(poll); });
     return AlreadyAnswered();
   }
   if (seg.size() == 4 && seg[3] == "result" && req.method == "POST") {

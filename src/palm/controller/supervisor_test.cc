@@ -42,6 +42,7 @@ class SupervisorTest : public ::testing::Test {
   }
   void TearDown() override {
     sup_.reset();
+    tasks_.reset();
     store_.reset();
     std::filesystem::remove_all(dir_);
   }
@@ -49,6 +50,7 @@ class SupervisorTest : public ::testing::Test {
   // (Re)creates the store and supervisor on the same data dir, as a daemon restart does.
   void Open(testing::FakeRuntime* runtime = nullptr) {
     sup_.reset();
+    tasks_.reset();
     store_.reset();
     auto st = store::OpenSqliteStore(dir_ + "/palm.db");
     ASSERT_TRUE(st.ok()) << st.status();
@@ -58,6 +60,11 @@ class SupervisorTest : public ::testing::Test {
     opts.endpoint = "http://127.0.0.1:7070";
     opts.base_env = {{"PATH", "/usr/bin:/bin"}};
     sup_ = std::make_unique<Supervisor>(*store_, runtime ? *runtime : rt_, clock_, ports_, opts);
+    tasks_ = std::make_unique<tasks::TaskEngine>(*store_, clock_);
+    tasks_->SetIdleCallback([this](const std::string& tenant, const std::string& id) {
+      sup_->OnInstanceIdle(tenant, id);
+    });
+    sup_->SetTaskEngine(tasks_.get());
     (runtime ? *runtime : rt_).SetExitCallback(
         [this](const std::string& key, runtime::ExitStatus s) { sup_->OnExit(key, s); });
     ASSERT_TRUE(sup_->Load().ok());
@@ -110,7 +117,31 @@ class SupervisorTest : public ::testing::Test {
   CountingPorts ports_;
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<Supervisor> sup_;
+  std::unique_ptr<tasks::TaskEngine> tasks_;
   DeploymentKey key_{"default", "web"};
+
+  // Submits a task to "web" and hands it to instance `id`; returns the task id.
+  std::string LeaseTaskTo(const std::string& id) {
+    model::TaskRequest req;
+    req.deployment = "web";
+    req.input = 1;
+    std::string task_id;
+    tasks_->Submit("default", req, [&](absl::StatusOr<model::Task> t, bool) {
+      ASSERT_TRUE(t.ok()) << t.status();
+      task_id = t->id;
+    });
+    tasks_->Next("default", id, absl::ZeroDuration(), [](auto) {});
+    tasks_->Flush();
+    EXPECT_EQ(tasks_->InFlight("default", id), 1);
+    return task_id;
+  }
+  void Finish(const std::string& instance, const std::string& task_id) {
+    model::TaskResult result;
+    result.ok = true;
+    tasks_->Complete("default", instance, task_id, result,
+                     [](absl::Status st) { EXPECT_TRUE(st.ok()) << st; });
+    tasks_->Flush();
+  }
 };
 
 TEST_F(SupervisorTest, StartsTheDesiredReplicasWithTheAgentEnvironment) {
@@ -438,6 +469,92 @@ TEST_F(SupervisorTest, SpecVersionsAreImmutable) {
   d.name = "web";
   d.spec = "agent@1.0.0";
   EXPECT_EQ(sup_->CreateDeployment(d).status().code(), absl::StatusCode::kFailedPrecondition);
+}
+
+}  // namespace
+}  // namespace palm::controller
+
+namespace palm::controller {
+namespace {
+
+TEST_F(SupervisorTest, AStopDrainsFirstAndSignalsOnceTheTaskInFlightIsDone) {
+  RegisterSpec("agent", /*grace_s=*/5);
+  Deploy(1);
+  Reconcile();
+  std::string task = LeaseTaskTo("web-001");
+  ASSERT_TRUE(sup_->ScaleDeployment(key_, 0).ok());
+  absl::Time next = Reconcile();
+  EXPECT_EQ(Get("web-001").state, InstanceState::kDraining);
+  EXPECT_TRUE(rt_.SignalsFor("default/web-001").empty()) << "no signal while a task runs";
+  EXPECT_EQ(next, clock_.Now() + absl::Seconds(5));  // drains at most grace_s
+  // A draining instance is offered nothing new.
+  EXPECT_EQ(tasks_->Queue("default", "web").waiting_agents, 0);
+  clock_.Advance(absl::Seconds(1));
+  Finish("web-001", task);
+  Reconcile();
+  EXPECT_EQ(Get("web-001").state, InstanceState::kStopping);
+  EXPECT_THAT(rt_.SignalsFor("default/web-001"), ElementsAre(SIGTERM));
+}
+
+TEST_F(SupervisorTest, ADrainThatOutlivesTheGracePeriodStopsAnyway) {
+  RegisterSpec("agent", /*grace_s=*/5);
+  Deploy(1);
+  Reconcile();
+  LeaseTaskTo("web-001");
+  ASSERT_TRUE(sup_->RestartInstance("default", "web-001").ok());
+  EXPECT_EQ(Get("web-001").state, InstanceState::kDraining);
+  clock_.Advance(absl::Seconds(5));
+  Reconcile();
+  EXPECT_THAT(rt_.SignalsFor("default/web-001"), ElementsAre(SIGTERM));
+  // Its lease went back to the queue when the process exited, and it comes back.
+  rt_.Exit("default/web-001", {.signal = SIGTERM});
+  EXPECT_EQ(tasks_->InFlight("default", "web-001"), 0);
+  EXPECT_EQ(tasks_->Queue("default", "web").queued, 1);
+  Reconcile();
+  EXPECT_EQ(Get("web-001").state, InstanceState::kRunning);
+}
+
+TEST_F(SupervisorTest, InstanceDrainRetiresItAndStartsAReplacementAtOnce) {
+  RegisterSpec("agent", /*grace_s=*/5);
+  Deploy(1);
+  Reconcile();
+  std::string task = LeaseTaskTo("web-001");
+  ASSERT_TRUE(sup_->DrainInstance("default", "web-001").ok());
+  Reconcile();
+  EXPECT_THAT(Ids(), ElementsAre("web-001", "web-002"));
+  EXPECT_EQ(Get("web-001").state, InstanceState::kDraining);
+  EXPECT_EQ(Get("web-002").state, InstanceState::kRunning);
+  auto hb = sup_->Heartbeat("default", "web-001", {});
+  ASSERT_TRUE(hb.ok());
+  EXPECT_TRUE(hb->drain);
+  // No deadline but the task's own lease: a minute later it still waits for its task.
+  clock_.Advance(absl::Seconds(30));
+  Reconcile();
+  EXPECT_TRUE(rt_.SignalsFor("default/web-001").empty());
+  Finish("web-001", task);
+  Reconcile();
+  EXPECT_THAT(rt_.SignalsFor("default/web-001"), ElementsAre(SIGTERM));
+  rt_.Exit("default/web-001", {.code = 0});
+  EXPECT_THAT(Ids(), ElementsAre("web-002"));
+}
+
+TEST_F(SupervisorTest, ADrainedDeploymentStaysAtZeroUntilResumed) {
+  RegisterSpec("agent", /*grace_s=*/5);
+  Deploy(2);
+  Reconcile();
+  ASSERT_TRUE(sup_->DrainDeployment(key_).ok());
+  Reconcile();
+  for (const auto& id : Ids()) EXPECT_EQ(Get(id).state, InstanceState::kStopping) << id;
+  rt_.Exit("default/web-001", {.code = 0});
+  rt_.Exit("default/web-002", {.code = 0});
+  Reconcile();
+  EXPECT_TRUE(Ids().empty());
+  const model::Deployment* d = *sup_->GetDeployment(key_);
+  EXPECT_EQ(sup_->DeploymentStatus(*d)["phase"], "Drained");
+  EXPECT_EQ(d->replicas, 2);
+  ASSERT_TRUE(sup_->ResumeDeployment(key_).ok());
+  Reconcile();
+  EXPECT_THAT(Ids(), ElementsAre("web-003", "web-004"));
 }
 
 }  // namespace

@@ -332,11 +332,22 @@ class TaskEngine::Impl {
     in.waiting = true;
   }
 
-  void AddPoll(Inst& in, NextCallback done, absl::Time deadline) {
+  uint64_t AddPoll(Inst& in, NextCallback done, absl::Time deadline) {
     uint64_t id = ++next_id_;
     TimerKey key = AddTimer(deadline, {TimerKind::kPoll, 0, 0, id});
     polls_.emplace(id, Poll{&in, std::move(done), key});
     in.polls.push_back(id);
+    Rewait(in);
+    return id;
+  }
+  // The poller went away: forget the poll without answering it.
+  void CancelPoll(uint64_t id) {
+    auto it = polls_.find(id);
+    if (it == polls_.end()) return;
+    Inst& in = *it->second.inst;
+    timers_.erase(it->second.timer);
+    polls_.erase(it);
+    in.polls.erase(std::find(in.polls.begin(), in.polls.end(), id));
     Rewait(in);
   }
   // Removes the oldest poll of `in` and returns its callback.
@@ -818,8 +829,9 @@ class TaskEngine::Impl {
   }
 
   // ---- Agents ----------------------------------------------------------------------------
-  void Next(const std::string& tenant, const std::string& id, absl::Duration wait,
-            NextCallback done) {
+  uint64_t Next(const std::string& tenant, const std::string& id, absl::Duration wait,
+                NextCallback done) {
+    uint64_t poll = 0;
     Inst* in = FindInst(tenant, id);
     if (!in || !in->known || !in->routable || !in->dep || !in->dep->declared) {
       Hold(false, [done = std::move(done)](const absl::Status&) {
@@ -833,9 +845,11 @@ class TaskEngine::Impl {
         done(std::optional<Json>());
       });
     } else {
-      AddPoll(*in, std::move(done), clock_.MonotonicNow() + std::min(wait, options_.max_poll_wait));
+      poll = AddPoll(*in, std::move(done),
+                     clock_.MonotonicNow() + std::min(wait, options_.max_poll_wait));
     }
     MaybeRequestFlush();
+    return poll;
   }
 
   void Complete(const std::string& tenant, const std::string& id, const std::string& task_id,
@@ -1357,10 +1371,11 @@ absl::StatusOr<std::vector<model::Task>> TaskEngine::List(const store::TaskQuery
 void TaskEngine::Cancel(const std::string& tenant, const std::string& id, TaskCallback done) {
   impl_->Cancel(tenant, id, std::move(done));
 }
-void TaskEngine::Next(const std::string& tenant, const std::string& id, absl::Duration wait,
-                      NextCallback done) {
-  impl_->Next(tenant, id, wait, std::move(done));
+uint64_t TaskEngine::Next(const std::string& tenant, const std::string& id,
+                          absl::Duration wait, NextCallback done) {
+  return impl_->Next(tenant, id, wait, std::move(done));
 }
+void TaskEngine::CancelPoll(uint64_t poll) { impl_->CancelPoll(poll); }
 void TaskEngine::Complete(const std::string& tenant, const std::string& id,
                           const std::string& task_id, model::TaskResult result,
                           StatusCallback done) {

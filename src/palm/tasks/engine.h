@@ -154,9 +154,12 @@ class TaskEngine {
   // ---- Agents --------------------------------------------------------------------------
   // Long poll of instance `id`: a delivery now if one is eligible, else waits up to `wait`
   // (capped at max_poll_wait) for one. Not routable (draining, not ready, unknown): answers
-  // empty at once.
-  void Next(const std::string& tenant, const std::string& id, absl::Duration wait,
-            NextCallback done);
+  // empty at once. Returns the id of the waiting poll (0 when it was answered at once).
+  uint64_t Next(const std::string& tenant, const std::string& id, absl::Duration wait,
+                NextCallback done);
+  // The agent behind a waiting poll went away (its connection closed): the poll is dropped
+  // unanswered, so no task is leased to it. Unknown ids are ignored.
+  void CancelPoll(uint64_t poll);
   // The result of task `task_id` from instance `id` (see the file comment for 409s).
   // kNotFound TASK_NOT_FOUND.
   void Complete(const std::string& tenant, const std::string& id, const std::string& task_id,

@@ -371,6 +371,26 @@ TEST_F(EngineTest, WaitingPollWithFewestInFlightGetsTheTask) {
   EXPECT_EQ(q.waiting_agents, 0);
 }
 
+TEST_F(EngineTest, ACancelledPollIsNeverHandedATask) {
+  Deploy();
+  Instance("web-001");
+  Instance("web-002");
+  bool called = false;
+  uint64_t gone = engine_->Next(kTenant, "web-001", absl::Seconds(30),
+                                [&](absl::StatusOr<std::optional<Json>>) { called = true; });
+  ASSERT_NE(gone, 0u);
+  auto p2 = Poll("web-002");
+  engine_->CancelPoll(gone);  // web-001's agent hung up
+  EXPECT_EQ(engine_->Queue(kTenant, "web").waiting_agents, 1);
+  Task t = SubmitOk(Req());
+  EXPECT_EQ(Got(*p2), t.id);
+  Task t2 = SubmitOk(Req());  // nobody waits: it queues instead of going to the dead poll
+  EXPECT_EQ(Get(t2.id).state, TaskState::kQueued);
+  AdvanceAndTick(absl::Seconds(60));
+  EXPECT_FALSE(called);
+  engine_->CancelPoll(gone);  // unknown by now: ignored
+}
+
 TEST_F(EngineTest, QueuedTasksAreTakenInOrder) {
   Deploy();
   Instance("web-001");
