@@ -5,3 +5,5 @@ build=${1:-build}
 "$build/bench/spawn_bench" "$build/src/palm/palm" "${PALM_BENCH_N:-1000}" "${PALM_BENCH_M:-50}"
 "$build/bench/health_bench" "$build/src/palm/palm" "$build/bench/tiny_http_agent" \
   "${PALM_BENCH_N:-1000}" "${PALM_BENCH_WINDOW_S:-10}" "${PALM_BENCH_EVENTS:-200}"
+"$build/bench/task_bench" "$build/src/palm/palm" "$build/bench/task_agent" \
+  "${PALM_BENCH_AGENTS:-50}" "${PALM_BENCH_CONNS:-32}" "${PALM_BENCH_SECONDS:-10}"
