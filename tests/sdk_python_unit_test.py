@@ -139,23 +139,30 @@ class FakeDaemon:
                         fake.lock.notify_all()
                     return self._answer(200, {"drain": fake.drain, "killed": fake.killed,
                                               "policy_version": 7})
-                if method == "GET" and path.startswith("/v1/agent/tasks/next"):
-                    wait_s = float(path.split("wait_s=")[1]) if "wait_s=" in path else 30
+                def take_task(wait_s):
                     end = time.monotonic() + min(wait_s, fake.max_wait)
                     with fake.lock:
                         while (not fake.tasks and not fake.drain and not fake.closed
                                and time.monotonic() < end):
                             fake.lock.wait(0.05)
-                        task = fake.tasks.pop(0) if fake.tasks and not fake.drain else None
+                        return fake.tasks.pop(0) if fake.tasks and not fake.drain else None
+
+                if method == "GET" and path.startswith("/v1/agent/tasks/next"):
+                    wait_s = float(path.split("wait_s=")[1]) if "wait_s=" in path else 30
+                    task = take_task(wait_s)
                     return self._answer(200, task) if task else self._answer(204)
-                if method == "POST" and path.startswith("/v1/agent/tasks/") and path.endswith("/result"):
-                    task_id = path.split("/")[4]
+                route, _, query = path.partition("?")
+                if method == "POST" and route.startswith("/v1/agent/tasks/") and route.endswith("/result"):
+                    task_id = route.split("/")[4]
                     if task_id in fake.lease_lost:
                         return self._answer(409, {"error": {"code": "LEASE_NOT_HELD", "message": "lease expired"}})
                     with fake.lock:
                         fake.results.append((task_id, body))
                         fake.lock.notify_all()
-                    return self._answer(200, {"id": task_id, "state": "Succeeded", "accepted": True})
+                    answer = {"id": task_id, "state": "Succeeded", "accepted": True}
+                    if query.startswith("next_wait_s="):   # the result also asks for the next task
+                        answer["next"] = take_task(float(query.split("=")[1]))
+                    return self._answer(200, answer)
                 return self._answer(404, {"error": {"code": "NOT_FOUND", "message": path}})
 
             def do_GET(self):
@@ -508,7 +515,9 @@ class ProcessTest(ProcessBase):
         self.assertTrue(wait_for(lambda: len(self.fake.results) == 1))
         self.assertEqual(self.fake.results[0][1]["output"], {"got": [1, 2]})
         self.check_health(port)
-        self.assertTrue(wait_for(lambda: self.fake.count("GET", "/v1/agent/tasks/next") >= 2))
+        # Its result's answer is the long poll for the next task (?next_wait_s=).
+        posted = [p for m, p, _, _ in self.fake.requests if m == "POST" and "/result" in p]
+        self.assertTrue(posted and "next_wait_s=" in posted[-1], posted)
         proc.send_signal(signal.SIGTERM)
         self.assertEqual(proc.wait(DEADLINE_S), 0)
         self.assertIn(b"stopped", proc.stdout.read())
@@ -540,8 +549,10 @@ class CppAgentTest(ProcessBase):
         self.assertTrue(wait_for(lambda: any(h["metrics"].get("tasks_done") == 3 for h in list(self.fake.heartbeats))),
                         self.fake.heartbeats[-1:])
         self.assertEqual(self.fake.connections, 2)   # keep-alive: main + heartbeat threads
-        # SIGTERM during a long poll: a clean exit.
-        self.assertTrue(wait_for(lambda: self.fake.count("GET", "/v1/agent/tasks/next") >= 6))
+        # SIGTERM during a long poll (the last result's answer waits for the next task): a
+        # clean exit.
+        posted = [p for m, p, _, _ in self.fake.requests if m == "POST" and "/result" in p]
+        self.assertTrue(posted and "next_wait_s=" in posted[-1], posted)
         proc.send_signal(signal.SIGTERM)
         self.assertEqual(proc.wait(DEADLINE_S), 0)
 

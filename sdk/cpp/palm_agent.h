@@ -527,6 +527,28 @@ class Agent {
   bool Complete(const std::string& task_id, bool ok, const json& output = nullptr,
                 const std::string& error = "", std::optional<double> cost_usd = std::nullopt,
                 std::optional<int64_t> attempt = std::nullopt, int retries = -1) {
+    PostResult(task_id, ok, output, error, cost_usd, attempt, retries, std::nullopt);
+    return true;
+  }
+
+  // Posts the result like Complete() and, in the same round trip, long-polls for the next
+  // task (POST .../result?next_wait_s=N): that task, or nullopt when none came within
+  // `wait_s` (or the first try was recorded but its answer lost, or Stop() cut the wait).
+  std::optional<json> CompleteAndNext(const std::string& task_id, bool ok,
+                                      const json& output = nullptr,
+                                      const std::string& error = "",
+                                      std::optional<double> cost_usd = std::nullopt,
+                                      std::optional<int64_t> attempt = std::nullopt,
+                                      int wait_s = 30, int retries = -1) {
+    return PostResult(task_id, ok, output, error, cost_usd, attempt, retries,
+                      std::clamp(wait_s, 0, 60));
+  }
+
+ private:
+  std::optional<json> PostResult(const std::string& task_id, bool ok, const json& output,
+                                 const std::string& error, std::optional<double> cost_usd,
+                                 std::optional<int64_t> attempt, int retries,
+                                 std::optional<int> next_wait_s) {
     json body = {{"ok", ok}};
     if (!output.is_null()) body["output"] = output;
     if (!error.empty()) {
@@ -536,17 +558,29 @@ class Agent {
     }
     if (cost_usd) body["cost_usd"] = *cost_usd;
     if (attempt) body["attempt"] = *attempt;
+    std::string path = "/v1/agent/tasks/" + detail::UrlEncode(task_id) + "/result";
+    if (next_wait_s) path += "?next_wait_s=" + std::to_string(*next_wait_s);
     bool retried = false;
     try {
-      Call("POST", "/v1/agent/tasks/" + detail::UrlEncode(task_id) + "/result", body.dump(),
-           retries, std::chrono::milliseconds(0), false, /*conflict_is_lease_lost=*/true,
-           &retried);
+      auto [code, answer] =
+          Call("POST", path, body.dump(), retries,
+               std::chrono::seconds(next_wait_s.value_or(0)), /*long_poll=*/next_wait_s.has_value(),
+               /*conflict_is_lease_lost=*/true, &retried);
+      if (answer.is_object() && answer.contains("next") && answer["next"].is_object()) {
+        return answer["next"];
+      }
+      return std::nullopt;
     } catch (const LeaseLost& e) {
-      if (retried && e.code == "TASK_ALREADY_FINISHED") return true;
+      if (retried && e.code == "TASK_ALREADY_FINISHED") return std::nullopt;
       throw;
+    } catch (const TransportError&) {
+      if (!next_wait_s || !stopping()) throw;
+      // Stop() cut the call short: make sure the result itself is recorded.
+      return PostResult(task_id, ok, output, error, cost_usd, attempt, retries, std::nullopt);
     }
-    return true;
   }
+
+ public:
 
   // What Run()'s heartbeats report: "ok" or "degraded" (with a reason).
   void SetStatus(const std::string& status, const std::string& reason = "") {
@@ -585,6 +619,7 @@ class Agent {
     std::deque<std::string> order;
     double delay = 0.5;
     bool failing = false;
+    std::optional<json> pending;  // the next task, handed over with the last result's answer
     while (!stopping()) {
       if (ro.exit_on_drain && drain()) {
         Log("drain requested and no task in hand: stopping");
@@ -592,6 +627,11 @@ class Agent {
       }
       if (killed()) {
         SleepUnlessStopped(std::min(1.0, ro.heartbeat_every_s));
+        continue;
+      }
+      if (pending) {
+        json task = std::move(*pending);
+        pending = Handle(handler, task, done, order, ro);
         continue;
       }
       auto started = Clock::now();
@@ -616,7 +656,7 @@ class Agent {
         }
         continue;
       }
-      Handle(handler, *task, done, order, ro.remember);
+      pending = Handle(handler, *task, done, order, ro);
     }
     Stop();
     beat.join();
@@ -727,9 +767,13 @@ class Agent {
     }
   }
 
-  void Handle(const Handler& handler, const json& task,
-              std::unordered_map<std::string, std::tuple<bool, json, std::string>>& done,
-              std::deque<std::string>& order, size_t remember) {
+  // Runs the handler and posts the result; returns the next task when the daemon handed
+  // one over with the result's answer (one round trip per task).
+  std::optional<json> Handle(
+      const Handler& handler, const json& task,
+      std::unordered_map<std::string, std::tuple<bool, json, std::string>>& done,
+      std::deque<std::string>& order, const RunOptions& ro) {
+    const size_t remember = ro.remember;
     std::string id = task.value("id", "");
     std::optional<int64_t> attempt;
     if (task.contains("attempt") && task["attempt"].is_number_integer()) {
@@ -773,20 +817,23 @@ class Agent {
                                        std::chrono::duration<double>(std::max(10.0, lease)));
     while (true) {
       try {
-        Complete(id, ok, output, error, std::nullopt, attempt);
-        return;
+        if (stopping() || killed() || (ro.exit_on_drain && drain())) {
+          Complete(id, ok, output, error, std::nullopt, attempt);
+          return std::nullopt;
+        }
+        return CompleteAndNext(id, ok, output, error, std::nullopt, attempt, ro.wait_s);
       } catch (const LeaseLost& e) {
         Log(id + " result not recorded: " + e.code + " (" + e.message + ")");
-        return;
+        return std::nullopt;
       } catch (const TransportError& e) {
         if (Clock::now() > deadline) {
           Log(id + " result lost: " + e.what());
-          return;
+          return std::nullopt;
         }
         std::this_thread::sleep_for(std::chrono::duration<double>(Uniform(0.5, 2.0)));
       } catch (const Error& e) {
         Log(id + " result refused: " + e.what());
-        return;
+        return std::nullopt;
       }
     }
   }

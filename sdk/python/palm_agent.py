@@ -210,6 +210,18 @@ class Agent:
         Raises LeaseLost on 409 (not retried), PalmError on other refusals. When a retry
         follows a failure that may have reached the daemon (the answer was lost), a 409
         TASK_ALREADY_FINISHED means the first try was recorded, and True is returned."""
+        self._post_result(task_id, ok, output, error, cost_usd, attempt, retries, None)
+        return True
+
+    def complete_and_next(self, task_id, ok, output=None, error=None, cost_usd=None,
+                          attempt=None, wait_s=30, retries=None):
+        """Posts the result like `complete`, and in the same round trip long-polls for the
+        next task (POST .../result?next_wait_s=N): returns that task dict, or None when none
+        came within `wait_s` (or the first try was recorded but its answer lost)."""
+        return self._post_result(task_id, ok, output, error, cost_usd, attempt, retries,
+                                 max(0, min(60, int(wait_s))))
+
+    def _post_result(self, task_id, ok, output, error, cost_usd, attempt, retries, next_wait_s):
         body = {"ok": bool(ok)}
         if output is not None:
             body["output"] = output
@@ -222,15 +234,26 @@ class Agent:
         if attempt is not None:
             body["attempt"] = int(attempt)
         path = "/v1/agent/tasks/" + urllib.parse.quote(str(task_id), safe="") + "/result"
+        extra = {}
+        if next_wait_s is not None:
+            path += f"?next_wait_s={next_wait_s}"
+            extra = {"extra_timeout": next_wait_s, "long_poll": True}
         sent_before = []
         try:
-            self._call("POST", path, body, retries=retries, conflict=LeaseLost,
-                       on_retry=lambda: sent_before.append(True))
+            _, answer = self._call("POST", path, body, retries=retries, conflict=LeaseLost,
+                                   on_retry=lambda: sent_before.append(True), **extra)
         except LeaseLost as e:
             if sent_before and e.code == "TASK_ALREADY_FINISHED":
-                return True
+                return None
             raise
-        return True
+        except TransportError:
+            if next_wait_s is not None and self._stop.is_set():
+                # stop() cut the call short: make sure the result itself is recorded.
+                self._post_result(task_id, ok, output, error, cost_usd, attempt, retries, None)
+                return None
+            raise
+        nxt = answer.get("next") if isinstance(answer, dict) else None
+        return nxt if isinstance(nxt, dict) else None
 
     # ---- the loop ------------------------------------------------------------------------
 
@@ -286,6 +309,7 @@ class Agent:
         beat.start()
 
         done = OrderedDict()   # task id -> (ok, output, error): answers redeliveries
+        pending = None         # the next task, handed over with the last result's answer
         failing_since = None
         delay = 0.5
         while not self._stop.is_set():
@@ -294,6 +318,11 @@ class Agent:
                 break
             if self.killed:
                 self._stop.wait(min(1.0, heartbeat_every))   # kill switch: idle, keep beating
+                continue
+            if pending is not None:
+                # The answer to the last result carried the next task already.
+                task, pending = pending, None
+                pending = self._handle(handler, task, done, remember, wait_s, exit_on_drain)
                 continue
             started = time.monotonic()
             try:
@@ -315,7 +344,7 @@ class Agent:
                     self._wake.set()
                     self._stop.wait(0.5)
                 continue
-            self._handle(handler, task, done, remember)
+            pending = self._handle(handler, task, done, remember, wait_s, exit_on_drain)
         self.stop()
         beat.join(timeout=2)
         if self._health_server is not None:
@@ -326,7 +355,9 @@ class Agent:
         self.log("stopped")
         return 0
 
-    def _handle(self, handler, task, done, remember):
+    def _handle(self, handler, task, done, remember, wait_s, exit_on_drain):
+        """Runs the handler and posts the result; returns the next task when the daemon
+        handed one over with the result's answer (one round trip per task), else None."""
         task_id = task.get("id")
         attempt = task.get("attempt")
         if task_id in done:
@@ -350,19 +381,22 @@ class Agent:
         deadline = time.monotonic() + max(10.0, float(task.get("timeout_s") or 60))
         while True:
             try:
-                self.complete(task_id, ok, output=output, error=error, attempt=attempt)
-                return
+                if self._stop.is_set() or self.killed or (exit_on_drain and self.drain):
+                    self.complete(task_id, ok, output=output, error=error, attempt=attempt)
+                    return None
+                return self.complete_and_next(task_id, ok, output=output, error=error,
+                                              attempt=attempt, wait_s=wait_s)
             except LeaseLost as e:
                 self.log(f"{task_id} result not recorded: {e.code} ({e.message})")
-                return
+                return None
             except TransportError as e:
                 if time.monotonic() > deadline:
                     self.log(f"{task_id} result lost: {e}")
-                    return
+                    return None
                 time.sleep(random.uniform(0.5, 2.0))
             except PalmError as e:
                 self.log(f"{task_id} result refused: {e}")
-                return
+                return None
 
     def _beat_once(self, metrics):
         values = dict(self._counts)

@@ -105,38 +105,57 @@ absl::StatusOr<http::Response> TaskRoutes::Agent(const http::Request& req,
   if (seg.size() == 3 && seg[2] == "next" && req.method == "GET") {
     PALM_ASSIGN_OR_RETURN(int64_t wait_s, QueryInt(req, "wait_s", 0, kMaxWaitS,
                                                    kDefaultAgentWaitS, "seconds"));
-    uint64_t poll = engine_.Next(tenant, instance, absl::Seconds(wait_s),
-                 [ex](absl::StatusOr<std::optional<Json>> task) {
-                   if (!task.ok()) return ex->Respond(ErrorResponse(task.status()));
-                   if (!task->has_value()) {
-                     http::Response none;
-                     none.status = 204;
-                     return ex->Respond(std::move(none));
-                   }
-                   ex->Respond(JsonResponse(200, **task));
-                 });
-    // An agent that hangs up while waiting must not be handed a task nobody will read.
-    if (poll != 0) ex->OnClose([this, poll] { engine_.CancelPoll(poll); });
+    Poll(tenant, instance, wait_s, ex, [ex](std::optional<Json> task) {
+      if (!task) {
+        http::Response none;
+        none.status = 204;
+        return ex->Respond(std::move(none));
+      }
+      ex->Respond(JsonResponse(200, *task));
+    });
     return AlreadyAnswered();
   }
   if (seg.size() == 4 && seg[3] == "result" && req.method == "POST") {
+    // ?next_wait_s=N: once the result is durable, the answer also carries the agent's next
+    // task (long-polled up to N s): one round trip per task instead of two.
+    std::optional<int64_t> next_wait_s;
+    if (req.Query("next_wait_s")) {
+      PALM_ASSIGN_OR_RETURN(next_wait_s,
+                            QueryInt(req, "next_wait_s", 0, kMaxWaitS, 0, "seconds"));
+    }
     PALM_ASSIGN_OR_RETURN(Json body, ParseBody(req));
     PALM_ASSIGN_OR_RETURN(model::TaskResult result, model::TaskResultFromJson(body));
     std::string id = seg[2];
-    engine_.Complete(tenant, instance, id, std::move(result),
-                     [this, ex, tenant, id](absl::Status st) {
-                       if (!st.ok()) return ex->Respond(ErrorResponse(st));
-                       Json answer = {{"id", id}, {"accepted", true}};
-                       if (auto t = engine_.Get(tenant, id); t.ok()) {
-                         answer["state"] = model::ToString(t->state);
-                       }
-                       ex->Respond(JsonResponse(200, answer));
-                     });
+    engine_.Complete(
+        tenant, instance, id, std::move(result),
+        [this, ex, tenant, instance, id, next_wait_s](absl::StatusOr<model::TaskState> state) {
+          if (!state.ok()) return ex->Respond(ErrorResponse(state.status()));
+          Json answer = {{"id", id}, {"state", model::ToString(*state)}, {"accepted", true}};
+          if (!next_wait_s) return ex->Respond(JsonResponse(200, answer));
+          Poll(tenant, instance, *next_wait_s, ex,
+               [ex, answer = std::move(answer)](std::optional<Json> task) mutable {
+                 answer["next"] = task ? std::move(*task) : Json();
+                 ex->Respond(JsonResponse(200, answer));
+               });
+        });
     return AlreadyAnswered();
   }
   return Error(absl::StatusCode::kNotFound, "ROUTE_NOT_FOUND",
                absl::StrCat("no such endpoint: ", req.method, " ", req.path),
                "agents call GET /v1/agent/tasks/next and POST /v1/agent/tasks/{id}/result");
+}
+
+void TaskRoutes::Poll(const std::string& tenant, const std::string& instance, int64_t wait_s,
+                      const std::shared_ptr<http::Exchange>& ex,
+                      std::function<void(std::optional<Json>)> answer) {
+  uint64_t poll = engine_.Next(
+      tenant, instance, absl::Seconds(wait_s),
+      [ex, answer = std::move(answer)](absl::StatusOr<std::optional<Json>> task) {
+        if (!task.ok()) return ex->Respond(ErrorResponse(task.status()));
+        answer(std::move(*task));
+      });
+  // An agent that hangs up while waiting must not be handed a task nobody will read.
+  if (poll != 0) ex->OnClose([this, poll] { engine_.CancelPoll(poll); });
 }
 
 absl::StatusOr<http::Response> TaskRoutes::Metrics(const http::Request& req,

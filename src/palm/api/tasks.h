@@ -5,7 +5,9 @@
 // Thread-safety: event-loop thread only, like the engine.
 #pragma once
 
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -40,6 +42,12 @@ class TaskRoutes {
   absl::StatusOr<http::Response> Get(const http::Request& req, const std::string& tenant,
                                      const std::string& id,
                                      const std::shared_ptr<http::Exchange>& ex);
+
+  // Long-polls the engine for the instance's next task; `answer` gets it (nullopt: none
+  // came); engine errors are answered on `ex` directly.
+  void Poll(const std::string& tenant, const std::string& instance, int64_t wait_s,
+            const std::shared_ptr<http::Exchange>& ex,
+            std::function<void(std::optional<model::Json>)> answer);
 
   tasks::TaskEngine& engine_;
 };

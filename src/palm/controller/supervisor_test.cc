@@ -139,7 +139,9 @@ class SupervisorTest : public ::testing::Test {
     model::TaskResult result;
     result.ok = true;
     tasks_->Complete("default", instance, task_id, result,
-                     [](absl::Status st) { EXPECT_TRUE(st.ok()) << st; });
+                     [](absl::StatusOr<model::TaskState> st) {
+                       EXPECT_TRUE(st.ok()) << st.status();
+                     });
     tasks_->Flush();
   }
 };

@@ -853,12 +853,17 @@ class TaskEngine::Impl {
   }
 
   void Complete(const std::string& tenant, const std::string& id, const std::string& task_id,
-                model::TaskResult result, StatusCallback done) {
+                model::TaskResult result, ResultCallback done) {
     absl::Status st = Complete1(tenant, id, task_id, std::move(result));
     if (!st.ok()) {
       Hold(false, [st, done = std::move(done)](const absl::Status&) { done(st); });
     } else {
-      Hold(true, [done = std::move(done)](const absl::Status& c) { done(c); });
+      Entry* e = FindEntry(tenant, task_id);
+      TaskState state = e ? e->task.state : TaskState::kSucceeded;
+      Hold(true, [state, done = std::move(done)](const absl::Status& c) {
+        if (c.ok()) return done(state);
+        done(c);
+      });
     }
     MaybeRequestFlush();
   }
@@ -1378,7 +1383,7 @@ uint64_t TaskEngine::Next(const std::string& tenant, const std::string& id,
 void TaskEngine::CancelPoll(uint64_t poll) { impl_->CancelPoll(poll); }
 void TaskEngine::Complete(const std::string& tenant, const std::string& id,
                           const std::string& task_id, model::TaskResult result,
-                          StatusCallback done) {
+                          ResultCallback done) {
   impl_->Complete(tenant, id, task_id, std::move(result), std::move(done));
 }
 void TaskEngine::Flush() { impl_->Flush(); }

@@ -90,7 +90,9 @@ struct QueueStats {
 using TaskCallback = std::function<void(absl::StatusOr<model::Task>)>;
 // Next: a task for the agent (model::AgentView form), or nullopt when the wait ended empty.
 using NextCallback = std::function<void(absl::StatusOr<std::optional<model::Json>>)>;
-using StatusCallback = std::function<void(absl::Status)>;
+// Complete: the task's state once the result is durable (Succeeded, Failed, or still
+// Assigned/Queued for a broadcast with deliveries left), or why the result was refused.
+using ResultCallback = std::function<void(absl::StatusOr<model::TaskState>)>;
 
 class TaskEngine {
  public:
@@ -163,7 +165,7 @@ class TaskEngine {
   // The result of task `task_id` from instance `id` (see the file comment for 409s).
   // kNotFound TASK_NOT_FOUND.
   void Complete(const std::string& tenant, const std::string& id, const std::string& task_id,
-                model::TaskResult result, StatusCallback done);
+                model::TaskResult result, ResultCallback done);
 
   // ---- Commit and timers ---------------------------------------------------------------
   // Commits the pending batch, publishes its events, then runs the callbacks it held.

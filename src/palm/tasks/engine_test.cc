@@ -220,10 +220,11 @@ class EngineTest : public ::testing::Test {
   std::shared_ptr<StatusAnswer> Result(const std::string& inst, const std::string& task_id,
                                        model::TaskResult r) {
     auto a = std::make_shared<StatusAnswer>();
-    engine_->Complete(kTenant, inst, task_id, std::move(r), [a](absl::Status st) {
-      a->called = true;
-      a->value = std::move(st);
-    });
+    engine_->Complete(kTenant, inst, task_id, std::move(r),
+                      [a](absl::StatusOr<TaskState> st) {
+                        a->called = true;
+                        a->value = st.status();
+                      });
     return a;
   }
   absl::Status ResultNow(const std::string& inst, const std::string& task_id,
