@@ -326,6 +326,142 @@ Json ToStored(const Task& t) {
   };
 }
 
+namespace {
+
+// Appends JSON text for values of the stored form, in the spelling nlohmann's dump() uses.
+class TextWriter {
+ public:
+  explicit TextWriter(std::string* out) : out_(*out) {}
+  void Key(std::string_view k) {
+    out_ += first_ ? '{' : ',';
+    first_ = false;
+    out_ += '"';
+    out_ += k;  // keys are ours: plain ASCII
+    out_ += "\":";
+  }
+  void Begin() { first_ = true; }
+  void End() { out_ += first_ ? "{}" : "}"; first_ = false; }
+  void String(std::string_view s) {
+    out_ += '"';
+    for (char c : s) {
+      switch (c) {
+        case '"': out_ += "\\\""; break;
+        case '\\': out_ += "\\\\"; break;
+        case '\n': out_ += "\\n"; break;
+        case '\r': out_ += "\\r"; break;
+        case '\t': out_ += "\\t"; break;
+        case '\b': out_ += "\\b"; break;
+        case '\f': out_ += "\\f"; break;
+        default:
+          if (static_cast<unsigned char>(c) < 0x20) {
+            char buf[8];
+            std::snprintf(buf, sizeof(buf), "\\u%04x", static_cast<unsigned>(c));
+            out_ += buf;
+          } else {
+            out_ += c;
+          }
+      }
+    }
+    out_ += '"';
+  }
+  void Int(int64_t v) { out_ += std::to_string(v); }
+  void Value(const Json& v) { out_ += v.dump(); }
+  void Time(const std::optional<absl::Time>& t) {
+    if (t) {
+      String(palm::FormatTime(*t));
+    } else {
+      out_ += "null";
+    }
+  }
+
+ private:
+  std::string& out_;
+  bool first_ = true;
+};
+
+bool ValidUtf8(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    size_t n;  // continuation bytes
+    if (c < 0x80) {
+      n = 0;
+    } else if ((c >> 5) == 0x6) {
+      n = 1;
+    } else if ((c >> 4) == 0xe) {
+      n = 2;
+    } else if ((c >> 3) == 0x1e) {
+      n = 3;
+    } else {
+      return false;
+    }
+    if (i + n >= s.size()) return false;
+    for (size_t k = 1; k <= n; ++k) {
+      if ((static_cast<unsigned char>(s[i + k]) >> 6) != 0x2) return false;
+    }
+    i += n + 1;
+  }
+  return true;
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> StoredText(const Task& t) {
+  for (const std::string* s : {&t.id, &t.tenant, &t.deployment, &t.target, &t.idempotency_key,
+                               &t.error}) {
+    if (!ValidUtf8(*s)) return InvalidArgument("task: a text field is not valid UTF-8");
+  }
+  for (const Delivery& d : t.deliveries) {
+    if (!ValidUtf8(d.instance) || !ValidUtf8(d.error)) {
+      return InvalidArgument("task.deliveries: a text field is not valid UTF-8");
+    }
+  }
+  std::string out;
+  out.reserve(512);
+  TextWriter w(&out);
+  try {
+    w.Begin();
+    w.Key("completed_at"); w.Time(t.completed_at);
+    w.Key("created_at"); w.String(palm::FormatTime(t.created_at));
+    w.Key("deliveries");
+    out += '[';
+    for (size_t i = 0; i < t.deliveries.size(); ++i) {
+      const Delivery& d = t.deliveries[i];
+      if (i > 0) out += ',';
+      w.Begin();
+      w.Key("assigned_at"); w.Time(d.assigned_at);
+      w.Key("attempts"); w.Int(d.attempts);
+      w.Key("completed_at"); w.Time(d.completed_at);
+      w.Key("cost_usd"); w.Value(CostJson(d.cost_usd));
+      w.Key("error"); w.String(d.error);
+      w.Key("instance"); w.String(d.instance);
+      w.Key("lease_expires_at"); w.Time(d.lease_expires_at);
+      w.Key("output"); w.Value(d.output);
+      w.Key("revision"); w.Int(d.revision);
+      w.Key("state"); w.String(ToString(d.state));
+      w.End();
+    }
+    out += ']';
+    w.Key("deployment"); w.String(t.deployment);
+    w.Key("error"); w.String(t.error);
+    w.Key("id"); w.String(t.id);
+    w.Key("idempotency_key"); w.String(t.idempotency_key);
+    w.Key("input"); w.Value(t.input);
+    w.Key("max_attempts"); w.Int(t.max_attempts);
+    w.Key("mode"); w.String(ToString(t.mode));
+    w.Key("seq"); w.Int(t.seq);
+    w.Key("state"); w.String(ToString(t.state));
+    w.Key("target"); w.String(t.target);
+    w.Key("tenant"); w.String(t.tenant);
+    w.Key("timeout_s"); w.Int(t.timeout_s);
+    w.Key("updated_at"); w.String(palm::FormatTime(t.updated_at));
+    w.End();
+  } catch (const std::exception& e) {
+    return InvalidArgument(absl::StrCat("task: cannot be stored: ", e.what()));
+  }
+  return out;
+}
+
 absl::StatusOr<Task> TaskFromStored(const Json& doc) {
   FieldReader r(doc, "task", kStoredFields);
   Task t;

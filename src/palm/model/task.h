@@ -112,6 +112,10 @@ absl::StatusOr<TaskResult> TaskResultFromJson(const Json& doc);
 Json ToJson(const Task& t);
 // The stored form (everything, including per-delivery leases), and back.
 Json ToStored(const Task& t);
+// ToStored(t) as compact JSON text, written directly (no document tree: this runs for every
+// task change on the group-commit path). Parsing it gives exactly ToStored(t).
+// kInvalidArgument when a string in the task is not valid UTF-8.
+absl::StatusOr<std::string> StoredText(const Task& t);
 absl::StatusOr<Task> TaskFromStored(const Json& doc);
 // What an agent receives from GET /v1/agent/tasks/next for delivery `d` of `t`:
 // {id, deployment, input, mode, attempt, max_attempts, timeout_s, lease_expires_at,

@@ -314,6 +314,31 @@ TEST(TaskTest, StoredFormRoundTrips) {
   }
 }
 
+TEST(TaskTest, StoredTextIsExactlyTheStoredForm) {
+  Task odd = RouteTask();
+  odd.error = "quote \" backslash \\ newline \n tab \t bell \a nul-ish \x01 caf\xc3\xa9 \xe2\x82\xac";
+  odd.deliveries[0].error = odd.error;
+  odd.deliveries[0].output = {{"nested", {{"list", {1, 2.5, "x", nullptr, true}}}}};
+  odd.deliveries[0].cost_usd = 0.1 + 0.2;
+  odd.input = "just a string";
+  Task fresh;
+  fresh.id = TaskId(3);
+  fresh.seq = 3;
+  fresh.deployment = "d";
+  fresh.deliveries.emplace_back();
+  for (const Task& t : {RouteTask(), BroadcastTask(), odd, fresh}) {
+    absl::StatusOr<std::string> text = StoredText(t);
+    ASSERT_TRUE(text.ok()) << text.status();
+    EXPECT_EQ(Json::parse(*text), ToStored(t)) << *text;
+    EXPECT_EQ(*text, ToStored(t).dump()) << "the same text as nlohmann writes";
+  }
+  Task bad = RouteTask();
+  bad.deliveries[0].error = "\xff\xfe not UTF-8";
+  EXPECT_FALSE(StoredText(bad).ok());
+  bad.deliveries[0].error = "truncated \xe2\x82";
+  EXPECT_FALSE(StoredText(bad).ok());
+}
+
 TEST(TaskTest, StoredFormKeepsLeasesAndAssignmentTimes) {
   Task t = BroadcastTask();
   Json stored = ToStored(t);

@@ -405,7 +405,11 @@ class SqliteStore final : public Store {
       StmtScope put_scope(put), replace_scope(replace);
       std::string doc;
       for (const TaskRow& r : b.put_tasks) {
-        PALM_ASSIGN_OR_RETURN(doc, DocText(r.doc, "task " + r.id));
+        if (!r.doc_text.empty()) {
+          doc = r.doc_text;
+        } else {
+          PALM_ASSIGN_OR_RETURN(doc, DocText(r.doc, "task " + r.id));
+        }
         for (sqlite3_stmt* s : {put, replace}) {
           sqlite3_reset(s);
           BindText(s, 1, r.tenant);

@@ -57,6 +57,7 @@ struct TaskRow {
   std::string state;            // Queued | Assigned | Succeeded | Failed | TimedOut | Cancelled
   std::string idempotency_key;  // "" = none; unique per (tenant, deployment) otherwise
   Json doc;                     // model::ToStored(task)
+  std::string doc_text;         // or the same already as JSON text (wins when not empty)
 };
 
 // Filters for ListTasks; "" / 0 = any.

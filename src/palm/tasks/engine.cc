@@ -1145,7 +1145,13 @@ class TaskEngine::Impl {
                        t.seq,
                        std::string(model::ToString(t.state)),
                        t.idempotency_key,
-                       model::ToStored(t)};
+                       nullptr,
+                       ""};
+    if (auto text = model::StoredText(t); text.ok()) {
+      row.doc_text = std::move(*text);
+    } else {
+      row.doc = model::ToStored(t);  // the store reports why it cannot be written
+    }
     if (e.row >= 0) {
       pending_.put_tasks[e.row] = std::move(row);
     } else {
