@@ -5,18 +5,48 @@
 #include <spawn.h>
 #include <stdlib.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <thread>
+#include <vector>
 
 #include "absl/time/time.h"
 
 extern char** environ;
 
 namespace palm::bench {
+
+double CpuSeconds(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(f, line)) return 0;
+  std::string rest = line.substr(line.rfind(')') + 2);
+  std::vector<std::string> fields;
+  size_t pos = 0;
+  while (pos < rest.size()) {
+    size_t sp = rest.find(' ', pos);
+    if (sp == std::string::npos) sp = rest.size();
+    fields.push_back(rest.substr(pos, sp - pos));
+    pos = sp + 1;
+  }
+  // Fields after ')' start at field 3 (state): utime is field 14, stime 15.
+  double ticks = std::stod(fields[14 - 3]) + std::stod(fields[15 - 3]);
+  return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+bool WaitReady(http::Client& c, const std::string& name, int n, double timeout_s) {
+  auto t0 = Clock::now();
+  while (Seconds(Clock::now() - t0) < timeout_s) {
+    Json d = GetJson(c, "/v1/deployments/" + name);
+    if (d.is_object() && d["status"]["replicas"]["ready"] == n) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return false;
+}
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 

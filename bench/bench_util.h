@@ -22,6 +22,10 @@ double Seconds(Clock::duration d);
 double Percentile(std::vector<double> v, double p);
 // GET `target` as JSON; null on any failure.
 Json GetJson(http::Client& c, const std::string& target);
+// utime + stime of a process (/proc/<pid>/stat), in seconds; 0 once it is gone.
+double CpuSeconds(pid_t pid);
+// Polls GET /v1/deployments/{name} until status.replicas.ready == n; false after timeout_s.
+bool WaitReady(http::Client& c, const std::string& name, int n, double timeout_s);
 
 // `palm daemon start --foreground --listen 127.0.0.1:0 --data-dir DIR/data`, its output in
 // DIR/daemon.out; returns once /readyz answers. Stop() asks it to stop with all agents.

@@ -48,32 +48,15 @@
 namespace {
 
 using palm::bench::Clock;
+using palm::bench::CpuSeconds;
 using palm::bench::GetJson;
 using palm::bench::Json;
 using palm::bench::Percentile;
 using palm::bench::Seconds;
+using palm::bench::WaitReady;
 
 constexpr double kTargetTasksPerS = 5000;
 constexpr double kTargetRatio = 0.3;
-
-// utime + stime of a process, in seconds; 0 once it is gone.
-double CpuSeconds(pid_t pid) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
-  std::string line;
-  if (!std::getline(f, line)) return 0;
-  std::string rest = line.substr(line.rfind(')') + 2);
-  std::vector<std::string> fields;
-  size_t pos = 0;
-  while (pos < rest.size()) {
-    size_t sp = rest.find(' ', pos);
-    if (sp == std::string::npos) sp = rest.size();
-    fields.push_back(rest.substr(pos, sp - pos));
-    pos = sp + 1;
-  }
-  // Fields after ')' start at field 3 (state): utime is field 14, stime 15.
-  double ticks = std::stod(fields[14 - 3]) + std::stod(fields[15 - 3]);
-  return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
-}
 
 double CpuSeconds(const std::vector<pid_t>& pids) {
   double s = 0;
@@ -87,16 +70,6 @@ double SelfCpuSeconds() {
   getrusage(RUSAGE_SELF, &ru);
   return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec +
          (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
-}
-
-bool WaitReady(palm::http::Client& c, const std::string& name, int n, double timeout_s) {
-  auto t0 = Clock::now();
-  while (Seconds(Clock::now() - t0) < timeout_s) {
-    Json d = GetJson(c, "/v1/deployments/" + name);
-    if (d.is_object() && d["status"]["replicas"]["ready"] == n) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return false;
 }
 
 // Finished tasks of revision 1 (succeeded + failed + timed out) over the last 900 s.

@@ -14,7 +14,7 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sdk_harness import Daemon, wait_for  # noqa: E402
+from sdk_harness import DeploymentTestCase, wait_for  # noqa: E402
 
 DEPLOYMENT = "sdkcpp"
 REPLICAS = 2
@@ -29,40 +29,31 @@ def read_log(daemon, instance_id):
         return ""
 
 
-class CppSdkTest(unittest.TestCase):
+class CppSdkTest(DeploymentTestCase):
+    deployment = DEPLOYMENT
+    replicas = REPLICAS
+
     @classmethod
     def setUpClass(cls):
         if not AGENT or not os.access(AGENT, os.X_OK):
             raise unittest.SkipTest(f"PALM_CPP_AGENT is not an executable: {AGENT!r}")
-        cls.d = Daemon()
-        try:
-            cls.d.start()
-            cls.d.register_spec({
-                "kind": "AgentSpec", "name": "cpp-example", "version": "1.0.0",
-                "command": [os.path.abspath(AGENT)],
-                "workdir": cls.d.dir,
-                "config": {"heartbeat_s": 1},
-                "ports": ["http"],
-                "health_check": {
-                    "liveness": {"http": {"port": "http", "path": "/healthz"},
-                                 "initial_delay_s": 1, "period_s": 2},
-                    "readiness": {"heartbeat": {"max_age_s": 10}, "period_s": 1}},
-                "stop": {"signal": "SIGTERM", "grace_s": 10}})
-            cls.d.create_deployment({"name": DEPLOYMENT, "spec": "cpp-example@1.0.0",
-                                     "replicas": REPLICAS})
-        except BaseException:
-            cls.d.stop()
-            raise
+        super().setUpClass()
 
     @classmethod
-    def tearDownClass(cls):
-        cls.d.stop()
-
-    def setUp(self):
-        items = self.d.wait_ready(DEPLOYMENT, REPLICAS)
-        self.assertTrue(items, f"{DEPLOYMENT} not ready: {self.d.instances(DEPLOYMENT)}\n"
-                               f"{self.d.output()}")
-        self.ids = {i["id"] for i in items}
+    def deploy(cls, d):
+        d.register_spec({
+            "kind": "AgentSpec", "name": "cpp-example", "version": "1.0.0",
+            "command": [os.path.abspath(AGENT)],
+            "workdir": d.dir,
+            "config": {"heartbeat_s": 1},
+            "ports": ["http"],
+            "health_check": {
+                "liveness": {"http": {"port": "http", "path": "/healthz"},
+                             "initial_delay_s": 1, "period_s": 2},
+                "readiness": {"heartbeat": {"max_age_s": 10}, "period_s": 1}},
+            "stop": {"signal": "SIGTERM", "grace_s": 10}})
+        d.create_deployment({"name": DEPLOYMENT, "spec": "cpp-example@1.0.0",
+                             "replicas": REPLICAS})
 
     def test_uppercase_tasks(self):
         words = ["hello", "palm", "fleet", "agents", "c++ sdk", "ünïcode stays"]

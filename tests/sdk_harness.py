@@ -15,6 +15,7 @@ import signal
 import subprocess
 import tempfile
 import time
+import unittest
 import urllib.error
 import urllib.request
 
@@ -202,3 +203,35 @@ class Daemon:
                 return task
             if time.monotonic() > end:
                 return task
+
+
+class DeploymentTestCase(unittest.TestCase):
+    """One real daemon per test class with one deployment: the subclass's `deploy(d)`
+    registers what it needs and creates `deployment` with `replicas` instances; every test
+    starts once all of them are ready (their ids in self.ids)."""
+    deployment = ""
+    replicas = 1
+
+    @classmethod
+    def deploy(cls, d):
+        raise NotImplementedError
+
+    @classmethod
+    def setUpClass(cls):
+        cls.d = Daemon()
+        try:
+            cls.d.start()
+            cls.deploy(cls.d)
+        except BaseException:
+            cls.d.stop()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.d.stop()
+
+    def setUp(self):
+        items = self.d.wait_ready(self.deployment, self.replicas)
+        self.assertTrue(items, f"{self.deployment} not ready: "
+                               f"{self.d.instances(self.deployment)}\n{self.d.output()}")
+        self.ids = {i["id"] for i in items}

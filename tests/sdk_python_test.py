@@ -15,7 +15,7 @@ import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sdk_harness import SRC, ApiError, Daemon, wait_for  # noqa: E402
+from sdk_harness import SRC, ApiError, DeploymentTestCase, wait_for  # noqa: E402
 
 DEPLOYMENT = "sdkpy"
 REPLICAS = 2
@@ -29,42 +29,29 @@ def read_log(daemon, instance_id):
         return ""
 
 
-class PythonSdkTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.d = Daemon()
-        try:
-            cls.d.start()
-            cls.markers = tempfile.mkdtemp(prefix="palm-sdk-markers-", dir=cls.d.dir)
-            cls.d.register_spec({
-                "kind": "AgentSpec", "name": "sdk-test-agent", "version": "1.0.0",
-                "command": ["python3", os.path.join(SRC, "tests", "agents", "sdk_test_agent.py")],
-                "workdir": cls.d.dir,
-                "env": {"PYTHONPATH": os.path.join(SRC, "sdk", "python")},
-                "config": {"tag": "from-spec", "heartbeat_s": 1},
-                "ports": ["http"],
-                "health_check": {
-                    "liveness": {"http": {"port": "http", "path": "/healthz"},
-                                 "initial_delay_s": 1, "period_s": 2},
-                    "readiness": {"heartbeat": {"max_age_s": 10}, "period_s": 1}},
-                "stop": {"signal": "SIGTERM", "grace_s": 10}})
-            cls.d.create_deployment({
-                "name": DEPLOYMENT, "spec": "sdk-test-agent@1.0.0", "replicas": REPLICAS,
-                "config": {"tag": "from-deployment"},
-                "restart_policy": {"policy": "always", "backoff_initial_s": 1, "backoff_max_s": 2}})
-        except BaseException:
-            cls.d.stop()
-            raise
+class PythonSdkTest(DeploymentTestCase):
+    deployment = DEPLOYMENT
+    replicas = REPLICAS
 
     @classmethod
-    def tearDownClass(cls):
-        cls.d.stop()
-
-    def setUp(self):
-        items = self.d.wait_ready(DEPLOYMENT, REPLICAS)
-        self.assertTrue(items, f"{DEPLOYMENT} not ready: {self.d.instances(DEPLOYMENT)}\n"
-                               f"{self.d.output()}")
-        self.ids = {i["id"] for i in items}
+    def deploy(cls, d):
+        cls.markers = tempfile.mkdtemp(prefix="palm-sdk-markers-", dir=d.dir)
+        d.register_spec({
+            "kind": "AgentSpec", "name": "sdk-test-agent", "version": "1.0.0",
+            "command": ["python3", os.path.join(SRC, "tests", "agents", "sdk_test_agent.py")],
+            "workdir": d.dir,
+            "env": {"PYTHONPATH": os.path.join(SRC, "sdk", "python")},
+            "config": {"tag": "from-spec", "heartbeat_s": 1},
+            "ports": ["http"],
+            "health_check": {
+                "liveness": {"http": {"port": "http", "path": "/healthz"},
+                             "initial_delay_s": 1, "period_s": 2},
+                "readiness": {"heartbeat": {"max_age_s": 10}, "period_s": 1}},
+            "stop": {"signal": "SIGTERM", "grace_s": 10}})
+        d.create_deployment({
+            "name": DEPLOYMENT, "spec": "sdk-test-agent@1.0.0", "replicas": REPLICAS,
+            "config": {"tag": "from-deployment"},
+            "restart_policy": {"policy": "always", "backoff_initial_s": 1, "backoff_max_s": 2}})
 
     def marker(self, name):
         return os.path.join(self.markers, name)
