@@ -31,7 +31,6 @@
 #include "bench/bench_util.h"
 #include "palm/http/client.h"
 
-
 namespace {
 
 using palm::bench::Clock;

@@ -21,14 +21,6 @@ REPLICAS = 2
 AGENT = os.environ.get("PALM_CPP_AGENT", "")
 
 
-def read_log(daemon, instance_id):
-    try:
-        with open(os.path.join(daemon.dir, "logs", f"{instance_id}.log"), errors="replace") as f:
-            return f.read()
-    except OSError:
-        return ""
-
-
 class CppSdkTest(DeploymentTestCase):
     deployment = DEPLOYMENT
     replicas = REPLICAS
@@ -93,14 +85,7 @@ class CppSdkTest(DeploymentTestCase):
         self.assertTrue(wait_for(reported), self.d.instances(DEPLOYMENT))
 
     def test_zz_scale_down_sigterm_is_a_clean_stop(self):
-        self.d.call("POST", f"/v1/deployments/{DEPLOYMENT}/scale", {"replicas": 1})
-        self.assertTrue(self.d.wait_ready(DEPLOYMENT, 1), self.d.instances(DEPLOYMENT))
-        gone = self.ids - {i["id"] for i in self.d.instances(DEPLOYMENT)}
-        self.assertEqual(len(gone), 1)
-        victim = gone.pop()
-        self.assertTrue(wait_for(lambda: "stopped" in read_log(self.d, victim)),
-                        read_log(self.d, victim)[-2000:])
-        self.d.call("POST", f"/v1/deployments/{DEPLOYMENT}/scale", {"replicas": REPLICAS})
+        self.check_scale_down_is_a_clean_stop()
 
 
 if __name__ == "__main__":

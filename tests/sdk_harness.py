@@ -179,6 +179,14 @@ class Daemon:
     def create_deployment(self, d):
         return self.call("POST", "/v1/deployments", d, ok=(201,))[1]
 
+    def read_log(self, instance_id):
+        """The instance's log file as text ("" when there is none yet)."""
+        try:
+            with open(os.path.join(self.dir, "logs", f"{instance_id}.log"), errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
     def instances(self, deployment):
         return self.call("GET", f"/v1/instances?deployment={deployment}")[1]["items"]
 
@@ -235,3 +243,15 @@ class DeploymentTestCase(unittest.TestCase):
         self.assertTrue(items, f"{self.deployment} not ready: "
                                f"{self.d.instances(self.deployment)}\n{self.d.output()}")
         self.ids = {i["id"] for i in items}
+
+    def check_scale_down_is_a_clean_stop(self):
+        """Scales to 1: the removed agent gets SIGTERM and logs a clean stop; then back."""
+        name = self.deployment
+        self.d.call("POST", f"/v1/deployments/{name}/scale", {"replicas": 1})
+        self.assertTrue(self.d.wait_ready(name, 1), self.d.instances(name))
+        gone = self.ids - {i["id"] for i in self.d.instances(name)}
+        self.assertEqual(len(gone), 1)
+        victim = gone.pop()
+        self.assertTrue(wait_for(lambda: "stopped" in self.d.read_log(victim)),
+                        self.d.read_log(victim)[-2000:])
+        self.d.call("POST", f"/v1/deployments/{name}/scale", {"replicas": self.replicas})

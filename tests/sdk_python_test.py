@@ -21,14 +21,6 @@ DEPLOYMENT = "sdkpy"
 REPLICAS = 2
 
 
-def read_log(daemon, instance_id):
-    try:
-        with open(os.path.join(daemon.dir, "logs", f"{instance_id}.log"), errors="replace") as f:
-            return f.read()
-    except OSError:
-        return ""
-
-
 class PythonSdkTest(DeploymentTestCase):
     deployment = DEPLOYMENT
     replicas = REPLICAS
@@ -106,9 +98,9 @@ class PythonSdkTest(DeploymentTestCase):
         self.assertGreaterEqual(done["attempts"], 2)
         # The instance that hung posts its result late: 409, which the SDK logs, not retries.
         self.assertTrue(wait_for(lambda: any(
-            f"{t['id']} result not recorded: LEASE_NOT_HELD" in read_log(self.d, i)
-            or f"{t['id']} result not recorded: TASK_ALREADY_FINISHED" in read_log(self.d, i)
-            for i in self.ids)), [read_log(self.d, i)[-2000:] for i in self.ids])
+            f"{t['id']} result not recorded: LEASE_NOT_HELD" in self.d.read_log(i)
+            or f"{t['id']} result not recorded: TASK_ALREADY_FINISHED" in self.d.read_log(i)
+            for i in self.ids)), [self.d.read_log(i)[-2000:] for i in self.ids])
 
     def test_heartbeat_metrics(self):
         t = self.d.submit(DEPLOYMENT, {"op": "echo"})
@@ -129,8 +121,8 @@ class PythonSdkTest(DeploymentTestCase):
         self.assertTrue(wait_for(lambda: victim not in {
             i["id"] for i in self.d.instances(DEPLOYMENT) if i["state"] not in ("Stopped",)}),
             self.d.instances(DEPLOYMENT))
-        self.assertTrue(wait_for(lambda: "stopped" in read_log(self.d, victim)),
-                        read_log(self.d, victim)[-2000:])
+        self.assertTrue(wait_for(lambda: "stopped" in self.d.read_log(victim)),
+                        self.d.read_log(victim)[-2000:])
         self.assertTrue(self.d.wait_ready(DEPLOYMENT, REPLICAS), self.d.instances(DEPLOYMENT))
         t = self.d.submit(DEPLOYMENT, {"op": "echo"})
         done = self.d.wait_task(t["id"])
@@ -138,14 +130,7 @@ class PythonSdkTest(DeploymentTestCase):
         self.assertNotEqual(done["instance"], victim)
 
     def test_zz_scale_down_sigterm_is_a_clean_stop(self):
-        self.d.call("POST", f"/v1/deployments/{DEPLOYMENT}/scale", {"replicas": 1})
-        self.assertTrue(self.d.wait_ready(DEPLOYMENT, 1), self.d.instances(DEPLOYMENT))
-        gone = self.ids - {i["id"] for i in self.d.instances(DEPLOYMENT)}
-        self.assertEqual(len(gone), 1)
-        victim = gone.pop()
-        self.assertTrue(wait_for(lambda: "stopped" in read_log(self.d, victim)),
-                        read_log(self.d, victim)[-2000:])
-        self.d.call("POST", f"/v1/deployments/{DEPLOYMENT}/scale", {"replicas": REPLICAS})
+        self.check_scale_down_is_a_clean_stop()
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -37,6 +38,14 @@ void AddFleetCommands(CLI::App& app, Action* action);
 // unless `need_version`. Usage error otherwise.
 absl::Status SplitSpecRef(const std::string& ref, bool need_version, std::string* name,
                           std::string* version);
+
+// GET /v1/deployments as a table (or the API document for -o json/yaml): NAME (headed
+// `name_header`), SPEC, REPLICAS, READY, PHASE, then `extra_headers` filled per deployment by
+// `extra`. When there is none, `empty` goes to stderr. `palm deployment list`, `palm fleet list`.
+absl::Status ListDeployments(Context& ctx, const std::string& name_header,
+                             std::vector<std::string> extra_headers,
+                             const std::function<std::vector<std::string>(const Doc&)>& extra,
+                             const std::string& empty);
 
 // Polls GET /v1/deployments/{name} until status.replicas.available and .updated both equal
 // the desired count (see ReadProgress), redrawing "deployment N: ready 3/5 [###...]" on

@@ -86,28 +86,48 @@ absl::Status Deploy(Context& ctx, const DeployOptions& o) {
 }
 
 absl::Status List(Context& ctx) {
+  const absl::Time now = absl::Now();
+  return ListDeployments(
+      ctx, "name", {"revision", "age"},
+      [now](const Doc& d) -> std::vector<std::string> {
+        const Doc& rev = At(d, {"status", "current_revision"});
+        return {Cell(rev.is_null() ? At(d, {"revision"}) : rev), Age(At(d, {"created_at"}), now)};
+      },
+      "No deployments. Create one with `palm deploy NAME@VERSION --replicas N`.");
+}
+
+}  // namespace
+
+absl::Status ListDeployments(Context& ctx, const std::string& name_header,
+                             std::vector<std::string> extra_headers,
+                             const std::function<std::vector<std::string>(const Doc&)>& extra,
+                             const std::string& empty) {
   auto r = ctx.Get(ctx.WithTenant("/v1/deployments"));
   if (!r.ok()) return r.status();
   if (PrintMachine(ctx.format(), *r)) return absl::OkStatus();
-  Table t({"name", "spec", "replicas", "ready", "phase", "revision", "age"});
-  const absl::Time now = absl::Now();
+  std::vector<std::string> headers = {name_header, "spec", "replicas", "ready", "phase"};
+  headers.insert(headers.end(), extra_headers.begin(), extra_headers.end());
+  Table t(std::move(headers));
   if (const Doc& items = At(r->doc, {"items"}); items.is_array()) {
     for (const Doc& d : items) {
-      const Doc& rev = At(d, {"status", "current_revision"});
-      t.AddRow({Cell(At(d, {"name"})), Cell(At(d, {"spec"})), Cell(At(d, {"replicas"})),
-                absl::StrCat(Cell(At(d, {"status", "replicas", "ready"})), "/",
-                             Cell(At(d, {"replicas"}))),
-                Cell(At(d, {"status", "phase"})), Cell(rev.is_null() ? At(d, {"revision"}) : rev),
-                Age(At(d, {"created_at"}), now)});
+      std::vector<std::string> row = {
+          Cell(At(d, {"name"})), Cell(At(d, {"spec"})), Cell(At(d, {"replicas"})),
+          absl::StrCat(Cell(At(d, {"status", "replicas", "ready"})), "/",
+                       Cell(At(d, {"replicas"}))),
+          Cell(At(d, {"status", "phase"}))};
+      for (std::string& cell : extra(d)) row.push_back(std::move(cell));
+      t.AddRow(std::move(row));
     }
   }
   if (t.rows() == 0) {
-    std::cerr << "No deployments. Create one with `palm deploy NAME@VERSION --replicas N`.\n";
+    std::cerr << empty << "\n";
     return absl::OkStatus();
   }
   std::cout << t.Render();
   return absl::OkStatus();
 }
+
+namespace {
 
 absl::Status Describe(Context& ctx, const std::string& name) {
   auto r = ctx.Get(ctx.WithTenant(DeploymentPath(name)));

@@ -169,28 +169,15 @@ absl::Status Run(Context& ctx, const std::string& name) {
 }
 
 absl::Status List(Context& ctx) {
-  auto r = ctx.Get(ctx.WithTenant("/v1/deployments"));
-  if (!r.ok()) return r.status();
-  if (PrintMachine(ctx.format(), *r)) return absl::OkStatus();
-  Table t({"fleet", "spec", "replicas", "ready", "phase", "last-task", "deployed"});
   const absl::Time now = absl::Now();
-  if (const Doc& items = At(r->doc, {"items"}); items.is_array()) {
-    for (const Doc& d : items) {
-      const Doc& task = At(d, {"last_deployed_task"});
-      t.AddRow({Cell(At(d, {"name"})), Cell(At(d, {"spec"})), Cell(At(d, {"replicas"})),
-                absl::StrCat(Cell(At(d, {"status", "replicas", "ready"})), "/",
-                             Cell(At(d, {"replicas"}))),
-                Cell(At(d, {"status", "phase"})),
-                task.is_string() ? Shorten(task.get<std::string>(), 40) : "-",
-                Age(At(d, {"last_deployed_at"}), now)});
-    }
-  }
-  if (t.rows() == 0) {
-    std::cerr << "No fleets. Create one with `palm deploy NAME@VERSION --replicas N`.\n";
-    return absl::OkStatus();
-  }
-  std::cout << t.Render();
-  return absl::OkStatus();
+  return ListDeployments(
+      ctx, "fleet", {"last-task", "deployed"},
+      [now](const Doc& d) -> std::vector<std::string> {
+        const Doc& task = At(d, {"last_deployed_task"});
+        return {task.is_string() ? Shorten(task.get<std::string>(), 40) : "-",
+                Age(At(d, {"last_deployed_at"}), now)};
+      },
+      "No fleets. Create one with `palm deploy NAME@VERSION --replicas N`.");
 }
 
 absl::Status Show(Context& ctx, const std::string& name) {
