@@ -7,3 +7,5 @@ build=${1:-build}
   "${PALM_BENCH_N:-1000}" "${PALM_BENCH_WINDOW_S:-10}" "${PALM_BENCH_EVENTS:-200}"
 "$build/bench/task_bench" "$build/src/palm/palm" "$build/bench/task_agent" \
   "${PALM_BENCH_AGENTS:-50}" "${PALM_BENCH_CONNS:-32}" "${PALM_BENCH_SECONDS:-10}"
+"$build/bench/rollout_bench" "$build/src/palm/palm" \
+  --replicas "${PALM_BENCH_REPLICAS:-100}" --repeats "${PALM_BENCH_REPEATS:-1}"

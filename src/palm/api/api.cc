@@ -196,6 +196,7 @@ class Api::Impl {
   // ---- deployments ----
   Json DeploymentJson(const model::Deployment& d) const {
     Json j = model::ToJson(d);
+    j.erase("rollout");  // the daemon's bookkeeping; status.rollout shows it
     j["status"] = sup_.DeploymentStatus(d);
     return j;
   }
@@ -264,16 +265,74 @@ class Api::Impl {
       PALM_ASSIGN_OR_RETURN(model::Deployment d, sup_.DrainDeployment(key));
       return JsonResponse(202, DeploymentJson(d));
     }
-    if (action == "resume" && m == "POST") {
-      PALM_ASSIGN_OR_RETURN(model::Deployment d, sup_.ResumeDeployment(key));
-      return JsonResponse(200, DeploymentJson(d));
+    if (m == "POST" && (action == "resume" || action == "pause" || action == "promote" ||
+                        action == "abort" || action == "undo" || action == "restart")) {
+      return RolloutAction(req, key, action);
     }
+    if (action == "history" && m == "GET") return History(key);
     if (action == "fleet-task" && m == "POST") return RecordFleetTask(req, key);
     if (action == "task-metrics" && m == "GET" && task_routes_) {
       PALM_RETURN_IF_ERROR(sup_.GetDeployment(key).status());
       return task_routes_->Metrics(req, key.tenant, key.name);
     }
     return MethodNotAllowed(req);
+  }
+
+  // POST /v1/deployments/{name}/{pause|resume|promote|abort|undo|restart}: the body is
+  // optional ({} when empty); promote takes {"full": bool}, undo {"to_revision": K}.
+  absl::StatusOr<http::Response> RolloutAction(const http::Request& req,
+                                               const DeploymentKey& key,
+                                               const std::string& action) {
+    Json body = Json::object();
+    if (!req.body.empty()) {
+      PALM_ASSIGN_OR_RETURN(body, ParseBody(req));
+      PALM_RETURN_IF_ERROR(RequireObject(body, action));
+    }
+    absl::StatusOr<model::Deployment> d;
+    if (action == "promote") {
+      PALM_RETURN_IF_ERROR(OnlyFields(body, {"full"}, action));
+      const Json& full = body.contains("full") ? body["full"] : Json(false);
+      if (!full.is_boolean()) {
+        return InvalidArgument(absl::StrCat("promote.full: must be true or false, got ",
+                                            full.dump()),
+                               "{\"full\": true} skips every remaining step");
+      }
+      d = sup_.PromoteRollout(key, full.get<bool>());
+    } else if (action == "undo") {
+      PALM_RETURN_IF_ERROR(OnlyFields(body, {"to_revision"}, action));
+      std::optional<int64_t> to;
+      if (body.contains("to_revision") && !body["to_revision"].is_null()) {
+        const Json& v = body["to_revision"];
+        if (!v.is_number_integer() || v.get<int64_t>() < 1) {
+          return InvalidArgument(absl::StrCat("undo.to_revision: must be a revision number "
+                                              "(1 or more), got ", v.dump()),
+                                 "`palm deployment history` lists the revisions");
+        }
+        to = v.get<int64_t>();
+      }
+      d = sup_.UndoRollout(key, to);
+    } else {
+      PALM_RETURN_IF_ERROR(OnlyFields(body, {}, action));
+      if (action == "pause") d = sup_.PauseRollout(key);
+      if (action == "resume") d = sup_.ResumeDeployment(key);
+      if (action == "abort") d = sup_.AbortRollout(key);
+      if (action == "restart") d = sup_.RestartRollout(key);
+    }
+    if (!d.ok()) return d.status();
+    return JsonResponse(action == "restart" ? 202 : 200, DeploymentJson(*d));
+  }
+
+  absl::StatusOr<http::Response> History(const DeploymentKey& key) {
+    PALM_ASSIGN_OR_RETURN(std::vector<model::Revision> revs, sup_.History(key));
+    PALM_ASSIGN_OR_RETURN(const model::Deployment* d, sup_.GetDeployment(key));
+    std::vector<Json> items;
+    for (const model::Revision& r : revs) {
+      Json j = model::ToJson(r);
+      j["current"] = r.number == d->revision;
+      j["stable"] = r.number == d->stable_revision;
+      items.push_back(std::move(j));
+    }
+    return JsonResponse(200, Json{{"items", items}, {"next", nullptr}});
   }
 
   absl::StatusOr<http::Response> RecordFleetTask(const http::Request& req,

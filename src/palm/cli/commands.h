@@ -33,6 +33,13 @@ void AddHealthCommands(CLI::App& app, Action* action);
 void AddEventsCommand(CLI::App& app, Action* action);
 void AddTaskCommands(CLI::App& app, Action* action);
 void AddFleetCommands(CLI::App& app, Action* action);
+void AddRolloutCommands(CLI::App& app, Action* action);
+
+// Adds `VERB NAME` under `parent` (NAME: the deployment's name, required); choosing it stores
+// an action that runs fn(ctx, NAME). Returns the subcommand so the caller can add flags.
+using DeploymentVerb = std::function<absl::Status(Context&, const std::string&)>;
+CLI::App* AddDeploymentVerb(CLI::App& parent, Action* action, const std::string& verb,
+                            const std::string& help, DeploymentVerb fn);
 
 // "name@version" or the agent_ref form "org/agents/name:version"; version may be empty
 // unless `need_version`. Usage error otherwise.
@@ -47,13 +54,60 @@ absl::Status ListDeployments(Context& ctx, const std::string& name_header,
                              const std::function<std::vector<std::string>(const Doc&)>& extra,
                              const std::string& empty);
 
-// Polls GET /v1/deployments/{name} until status.replicas.available and .updated both equal
-// the desired count (see ReadProgress), redrawing "deployment N: ready 3/5 [###...]" on
-// stderr when it is a terminal. After `timeout` fails with kDeadlineExceeded (exit 5), code
-// HEALTH_CHECK_FAILED and WaitFailureMessage(). `*last` holds the last answer either way
-// (untouched when a request failed).
+// Polls GET /v1/deployments/{name} every 500 ms until ClassifyRollout(answer, baseline) says
+// it is no longer waiting; `baseline` is the deployment as the change being waited for left
+// it (the API's answer to it). Redraws "deployment N: ready 3/5 [###...]  phase Progressing,
+// step 1/6, weight 10%" on stderr when it is a terminal. Done: prints "deployment N ready
+// K/K" for the table format. Paused for a human: prints PausedMessage() and returns OK.
+// Failed: fails with RolloutFailure() (exit 1, DEPLOYMENT_FAILED). After `timeout` fails
+// with kDeadlineExceeded (exit 5), code HEALTH_CHECK_FAILED and WaitFailureMessage().
+// `*last` holds the last answer either way (untouched when a request failed).
 absl::Status WaitForDeployment(Context& ctx, const std::string& name, absl::Duration timeout,
-                               ApiResult* last);
+                               const Doc& baseline, ApiResult* last);
+
+// ---- Rollouts (rollout_cmd.cc): views of GET /v1/deployments/{name}'s status.rollout ----
+// Pure functions; missing fields are tolerated (daemons without rollouts lack them).
+
+// status.rollout.phase, else status.phase when no rollout ran ("" when neither is known).
+std::string RolloutPhase(const Doc& deployment);
+// "phase Paused, step 1/6 (pause), weight 10%": the step only when the strategy has steps
+// (status.rollout.step as the API counts it, of .steps), the weight only for canary,
+// "aborted" after an abort.
+std::string RolloutBrief(const Doc& deployment);
+// "deployment buyer: rollout paused (phase Paused, step 1/6 (pause), weight 10%)": the line a
+// rollout action prints; `what` says what happened.
+std::string RolloutLine(const std::string& name, const std::string& what, const Doc& deployment);
+// Whether status.rollout.phase is Pending, Progressing, Paused or RollingBack.
+bool RolloutInProgress(const Doc& deployment);
+// Whether status.rollout.phase is Failed or Degraded, or the rollout was aborted.
+bool RolloutFailed(const Doc& deployment);
+
+// What --wait makes of `deployment`, given `baseline`, the deployment as the change being
+// waited for left it. kFailed: RolloutFailed(), or the rollout was rolled back (the template
+// is back on the revision it started from) since the baseline; a rollback that ended before
+// the baseline (the same rollout, already finished then) is history, not a failure.
+// kPaused: a rollout that waits for a human (a pause step without duration, an Inconclusive
+// analysis, a blue-green preview, or `palm deployment pause`). kWaiting: a rollout Pending,
+// Progressing, RollingBack or in a timed pause, or replicas not all available and updated
+// yet. kDone otherwise.
+enum class RolloutWait { kWaiting, kDone, kPaused, kFailed };
+RolloutWait ClassifyRollout(const Doc& deployment, const Doc& baseline);
+// "deployment N: rollout paused at step 1/6 (pause): run `palm deployment promote N` to go
+// on" (resume for a user pause; blue-green: the preview is ready to be promoted).
+std::string PausedMessage(const std::string& name, const Doc& deployment);
+// The error of a failed rollout (exit 1, code DEPLOYMENT_FAILED): "deployment N: rollout to
+// revision 3 failed (phase Degraded, aborted): <status.rollout.message>", with a hint.
+absl::Status RolloutFailure(const std::string& name, const Doc& deployment);
+
+// The report of `palm rollout status`: Deployment, Strategy, Phase (with the pause reason),
+// Revisions ("stable 2 -> current 3"), Step, Weight, Replicas (desired | updated | ready |
+// available), the analysis (run counts, last measurement, reasons, candidate and stable
+// windows) when there is one, and the message; one "Field:  value" line each.
+std::string RolloutStatusText(const Doc& deployment);
+// GET /v1/deployments/{name}/history as a table: REVISION ("3 (current)", "2 (stable)"),
+// SPEC, CHANGE-CAUSE, CREATED (UTC to the second), OUTCOME (with outcome_message for
+// Aborted, RolledBack and Failed). "" when there is no revision.
+std::string HistoryTable(const Doc& history);
 
 // Long-polls GET /v1/tasks/{id}?wait_s=N until the task is finished (TaskFinished), redrawing
 // "task ID: Assigned (attempt 1/3 on x-001)" on stderr when it is a terminal. Each request

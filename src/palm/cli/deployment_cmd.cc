@@ -1,4 +1,6 @@
-// palm deploy SPEC ... and palm deployment list | get | apply | scale | drain | resume | delete.
+// palm deploy SPEC ... and palm deployment list | get | apply | scale | update | drain | delete,
+// and the rollout verbs pause | resume | promote | abort | undo | restart | history
+// (api.md "Deployments", "Drain", "Rollouts").
 #include <iostream>
 
 #include "CLI/CLI.hpp"
@@ -35,7 +37,7 @@ absl::Status MaybeWait(Context& ctx, const std::string& name, const ApiResult& a
   auto timeout = ctx.Timeout(kDefaultWait);
   if (!timeout.ok()) return timeout.status();
   ApiResult last;
-  PALM_RETURN_IF_ERROR(WaitForDeployment(ctx, name, *timeout, &last));
+  PALM_RETURN_IF_ERROR(WaitForDeployment(ctx, name, *timeout, answer.doc, &last));
   PrintMachine(ctx.format(), last);
   return absl::OkStatus();
 }
@@ -49,6 +51,28 @@ struct DeployOptions {
   std::string strategy;
 };
 
+// --config: a JSON object (usage error otherwise).
+absl::StatusOr<Doc> ParseConfigFlag(const std::string& text) {
+  Doc config = Doc::parse(text, nullptr, false);
+  if (config.is_discarded() || !config.is_object()) {
+    return UsageError(absl::StrCat("--config must be a JSON object, got: ", text),
+                      "write it like --config '{\"greeting\": \"hi\", \"rate\": 5}'");
+  }
+  return config;
+}
+
+// --env KEY=VALUE (repeatable) into `*env`, later ones winning; usage error on a bad one.
+absl::Status ParseEnvFlags(const std::vector<std::string>& kvs, Doc* env) {
+  for (const auto& kv : kvs) {
+    auto eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      return UsageError(absl::StrCat("--env must be KEY=VALUE, got: ", kv));
+    }
+    (*env)[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Deploy(Context& ctx, const DeployOptions& o) {
   std::string spec_name, spec_version;
   PALM_RETURN_IF_ERROR(SplitSpecRef(o.spec, false, &spec_name, &spec_version));
@@ -57,22 +81,11 @@ absl::Status Deploy(Context& ctx, const DeployOptions& o) {
   body["spec"] = o.spec;
   if (o.replicas >= 0) body["replicas"] = o.replicas;
   if (!o.config.empty()) {
-    Doc config = Doc::parse(o.config, nullptr, false);
-    if (config.is_discarded() || !config.is_object()) {
-      return UsageError(absl::StrCat("--config must be a JSON object, got: ", o.config),
-                        "write it like --config '{\"greeting\": \"hi\", \"rate\": 5}'");
-    }
-    body["config"] = std::move(config);
+    PALM_ASSIGN_OR_RETURN(body["config"], ParseConfigFlag(o.config));
   }
   if (!o.env.empty()) {
     Doc env = Doc::object();
-    for (const auto& kv : o.env) {
-      auto eq = kv.find('=');
-      if (eq == std::string::npos || eq == 0) {
-        return UsageError(absl::StrCat("--env must be KEY=VALUE, got: ", kv));
-      }
-      env[kv.substr(0, eq)] = kv.substr(eq + 1);
-    }
+    PALM_RETURN_IF_ERROR(ParseEnvFlags(o.env, &env));
     body["env"] = std::move(env);
   }
   if (!o.strategy.empty()) body["strategy"] = Doc{{"type", o.strategy}};
@@ -236,12 +249,138 @@ absl::Status Drain(Context& ctx, const std::string& name) {
   return absl::OkStatus();
 }
 
+// ---- Rollouts ----
+
+// The revision the deployment's template is: status.current_revision, else `revision`.
+int64_t CurrentRevision(const Doc& d) {
+  return Num(At(d, {"status", "current_revision"}), Num(At(d, {"revision"})));
+}
+
+// POSTs /v1/deployments/{name}/{verb} (with `body` unless null) and prints `line(answer)`, or
+// the answer for -o json/yaml. With --wait, verbs that start a rollout (`waits`) then wait
+// for it as `deployment apply --wait` does.
+absl::Status RolloutAction(Context& ctx, const std::string& name, const std::string& verb,
+                           const Doc& body, bool waits,
+                           const std::function<std::string(const Doc&)>& line) {
+  auto r = ctx.Call("POST", ctx.WithTenant(absl::StrCat(DeploymentPath(name), "/", verb)),
+                    body.is_null() ? "" : body.dump());
+  if (!r.ok()) return r.status();
+  if (waits) return MaybeWait(ctx, name, *r, line(r->doc));
+  if (!PrintMachine(ctx.format(), *r)) std::cout << line(r->doc) << "\n";
+  return absl::OkStatus();
+}
+
+// A line that says `what` happened, then the rollout's phase, step and weight.
+std::function<std::string(const Doc&)> Says(const std::string& name, const std::string& what) {
+  return [name, what](const Doc& d) { return RolloutLine(name, what, d); };
+}
+
+absl::Status Pause(Context& ctx, const std::string& name) {
+  return RolloutAction(ctx, name, "pause", nullptr, false, Says(name, "rollout paused"));
+}
+
+// The same endpoint ends a drain or resumes a paused (or aborted) rollout.
 absl::Status Resume(Context& ctx, const std::string& name) {
-  auto r = ctx.Call("POST", ctx.WithTenant(DeploymentPath(name) + "/resume"));
+  return RolloutAction(ctx, name, "resume", nullptr, true, [name](const Doc& d) {
+    if (RolloutInProgress(d)) return RolloutLine(name, "rollout resumed", d);
+    return absl::StrCat("deployment ", name, " resumed: its instances are starting again");
+  });
+}
+
+absl::Status Promote(Context& ctx, const std::string& name, bool full) {
+  return RolloutAction(ctx, name, "promote", Doc{{"full", full}}, true,
+                       Says(name, full ? "rollout fully promoted" : "rollout promoted"));
+}
+
+absl::Status Abort(Context& ctx, const std::string& name) {
+  return RolloutAction(ctx, name, "abort", nullptr, false, [name](const Doc& d) {
+    return RolloutLine(
+        name,
+        absl::StrCat("rollout aborted, back on stable revision ",
+                     Cell(At(d, {"status", "stable_revision"}))),
+        d);
+  });
+}
+
+absl::Status Undo(Context& ctx, const std::string& name, int64_t to_revision) {
+  Doc body = Doc::object();
+  if (to_revision > 0) body["to_revision"] = to_revision;
+  return RolloutAction(ctx, name, "undo", body, true, [name](const Doc& d) {
+    return RolloutLine(name, absl::StrCat("rolling back to revision ", CurrentRevision(d)), d);
+  });
+}
+
+absl::Status Restart(Context& ctx, const std::string& name) {
+  return RolloutAction(ctx, name, "restart", nullptr, true, [name](const Doc& d) {
+    return RolloutLine(name, absl::StrCat("restarting as revision ", CurrentRevision(d)), d);
+  });
+}
+
+absl::Status History(Context& ctx, const std::string& name) {
+  auto r = ctx.Get(ctx.WithTenant(DeploymentPath(name) + "/history"));
   if (!r.ok()) return r.status();
   if (PrintMachine(ctx.format(), *r)) return absl::OkStatus();
-  std::cout << "deployment " << name << " resumed: its instances are starting again\n";
+  if (std::string table = HistoryTable(r->doc); !table.empty()) {
+    std::cout << table;
+  } else {
+    std::cerr << "deployment " << name << " has no revisions yet\n";
+  }
   return absl::OkStatus();
+}
+
+struct UpdateOptions {
+  std::string spec;
+  std::string config;
+  std::vector<std::string> env;
+};
+
+// The fields of a deployment document that the daemon owns: an apply ignores them, so they
+// are left out of the document sent back.
+constexpr const char* kServerFields[] = {
+    "tenant", "created_at", "updated_at", "revision", "latest_revision", "stable_revision",
+    "rollout", "status", "next_instance_seq", "drained", "last_deployed_task",
+    "last_deployed_at"};
+
+// GETs the deployment, changes spec (--spec), config (--config replaces it) and env (--env
+// sets the keys given) and PUTs it back: a template change makes a new revision and rolls
+// it out with the deployment's strategy.
+absl::Status Update(Context& ctx, const std::string& name, const UpdateOptions& o) {
+  if (o.spec.empty() && o.config.empty() && o.env.empty()) {
+    return UsageError("nothing to update", "give --spec NAME@VERSION, --config JSON or --env K=V");
+  }
+  std::string spec_name, spec_version;
+  if (!o.spec.empty()) {
+    PALM_RETURN_IF_ERROR(SplitSpecRef(o.spec, true, &spec_name, &spec_version));
+  }
+  Doc config, env = Doc::object();
+  if (!o.config.empty()) {
+    PALM_ASSIGN_OR_RETURN(config, ParseConfigFlag(o.config));
+  }
+  PALM_RETURN_IF_ERROR(ParseEnvFlags(o.env, &env));
+  const std::string path = ctx.WithTenant(DeploymentPath(name));
+  auto cur = ctx.Get(path);
+  if (!cur.ok()) return cur.status();
+  Doc body = cur->doc;
+  if (!body.is_object()) {
+    return Error(absl::StatusCode::kInternal, "BAD_ANSWER",
+                 absl::StrCat("deployment ", name, ": the daemon's answer is not a document"));
+  }
+  for (const char* field : kServerFields) body.erase(field);
+  if (!o.spec.empty()) {
+    body.erase("agent_ref");
+    body["spec"] = o.spec;
+  }
+  if (!config.is_null()) body["config"] = std::move(config);
+  if (!body["env"].is_object()) body["env"] = Doc::object();
+  body["env"].update(env);
+  auto r = ctx.Call("PUT", path, body.dump());
+  if (!r.ok()) return r.status();
+  const int64_t before = CurrentRevision(cur->doc), after = CurrentRevision(r->doc);
+  const std::string what =
+      after == before ? absl::StrCat("unchanged, revision ", after)
+                      : absl::StrCat("updated to revision ", after, " with spec ",
+                                     Cell(At(r->doc, {"spec"})));
+  return MaybeWait(ctx, name, *r, RolloutLine(name, what, r->doc));
 }
 
 absl::Status Delete(Context& ctx, const std::string& name) {
@@ -267,10 +406,26 @@ absl::Status Delete(Context& ctx, const std::string& name) {
   return absl::OkStatus();
 }
 
+// What the end of a --wait prints or fails with (see WaitForDeployment).
+absl::Status FinishWait(Context& ctx, const std::string& name, RolloutWait state,
+                        const Doc& d) {
+  if (state == RolloutWait::kFailed) return RolloutFailure(name, d);
+  if (state == RolloutWait::kPaused) {
+    (ctx.format() == OutputFormat::kTable ? std::cout : std::cerr) << PausedMessage(name, d)
+                                                                   << "\n";
+    return absl::OkStatus();
+  }
+  if (ctx.format() == OutputFormat::kTable) {
+    const RolloutProgress p = ReadProgress(d);
+    std::cout << "deployment " << name << " ready " << p.ready << "/" << p.desired << "\n";
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status WaitForDeployment(Context& ctx, const std::string& name, absl::Duration timeout,
-                               ApiResult* last) {
+                               const Doc& baseline, ApiResult* last) {
   const absl::Time deadline = absl::Now() + timeout;
   const bool tty = StderrIsTty();
   bool drawn = false;
@@ -282,19 +437,17 @@ absl::Status WaitForDeployment(Context& ctx, const std::string& name, absl::Dura
       return r.status();
     }
     answer = std::move(*r);
-    const RolloutProgress p = ReadProgress(answer.doc);
     if (tty) {  // redrawn in place; a pipe or log file gets only the final line
-      std::cerr << "\r\033[K" << "deployment " << name << ": " << ProgressLine(p) << "  "
-                << p.phase << std::flush;
+      std::cerr << "\r\033[K" << "deployment " << name << ": "
+                << ProgressLine(ReadProgress(answer.doc)) << "  " << RolloutBrief(answer.doc)
+                << std::flush;
       drawn = true;
     }
-    if (p.done) {
+    const RolloutWait state = ClassifyRollout(answer.doc, baseline);
+    if (state != RolloutWait::kWaiting) {
       if (drawn) std::cerr << "\n";
-      if (ctx.format() == OutputFormat::kTable) {
-        std::cout << "deployment " << name << " ready " << p.ready << "/" << p.desired << "\n";
-      }
       *last = std::move(answer);
-      return absl::OkStatus();
+      return FinishWait(ctx, name, state, last->doc);
     }
     if (absl::Now() >= deadline) break;
     absl::SleepFor(std::min(absl::Milliseconds(500), deadline - absl::Now()));
@@ -328,12 +481,7 @@ void AddDeploymentCommands(CLI::App& app, Action* action) {
 
   dep->add_subcommand("list", "List deployments")->callback([action] { *action = List; });
 
-  auto get_name = std::make_shared<std::string>();
-  auto* get = dep->add_subcommand("get", "Show a deployment and its status");
-  get->add_option("name", *get_name, "Deployment name")->required();
-  get->callback([action, get_name] {
-    *action = [get_name](Context& ctx) { return Describe(ctx, *get_name); };
-  });
+  AddDeploymentVerb(*dep, action, "get", "Show a deployment and its status", Describe);
 
   auto file = std::make_shared<std::string>();
   auto* apply = dep->add_subcommand("apply", "Create or update a deployment from a file");
@@ -354,27 +502,47 @@ void AddDeploymentCommands(CLI::App& app, Action* action) {
     *action = [scale_name, scale_n](Context& ctx) { return Scale(ctx, *scale_name, *scale_n); };
   });
 
-  auto drain_name = std::make_shared<std::string>();
-  auto* drain = dep->add_subcommand(
-      "drain", "Stop giving tasks to every instance and stop them once idle, until resume");
-  drain->add_option("name", *drain_name, "Deployment name")->required();
-  drain->callback([action, drain_name] {
-    *action = [drain_name](Context& ctx) { return Drain(ctx, *drain_name); };
-  });
+  auto u = std::make_shared<UpdateOptions>();
+  auto* update = AddDeploymentVerb(
+      *dep, action, "update",
+      "Change the spec, config or env: a new revision, rolled out with the strategy",
+      [u](Context& ctx, const std::string& name) { return Update(ctx, name, *u); });
+  update->add_option("--spec", u->spec, "Spec to run: NAME@VERSION");
+  update->add_option("--config", u->config, "JSON object that replaces the deployment's config");
+  update->add_option("--env", u->env, "KEY=VALUE set in the deployment's env (repeatable)");
 
-  auto resume_name = std::make_shared<std::string>();
-  auto* resume = dep->add_subcommand("resume", "End a drain: start the instances again");
-  resume->add_option("name", *resume_name, "Deployment name")->required();
-  resume->callback([action, resume_name] {
-    *action = [resume_name](Context& ctx) { return Resume(ctx, *resume_name); };
-  });
+  AddDeploymentVerb(*dep, action, "drain",
+                    "Stop giving tasks to every instance and stop them once idle, until resume",
+                    Drain);
+  AddDeploymentVerb(*dep, action, "resume",
+                    "Resume a paused (or aborted) rollout, or end a drain", Resume);
+  AddDeploymentVerb(*dep, action, "pause", "Hold the rollout under way where it stands", Pause);
+  auto full = std::make_shared<bool>(false);
+  AddDeploymentVerb(*dep, action, "promote",
+                    "End the pause or analysis under way: canary to its next step, blue-green "
+                    "to the preview",
+                    [full](Context& ctx, const std::string& name) {
+                      return Promote(ctx, name, *full);
+                    })
+      ->add_flag("--full", *full, "Skip every remaining step and analysis");
+  AddDeploymentVerb(*dep, action, "abort",
+                    "Route back to the stable revision at once and scale the new one to zero",
+                    Abort);
+  auto to_revision = std::make_shared<int64_t>(0);
+  AddDeploymentVerb(*dep, action, "undo",
+                    "Roll the template back to the previous revision (or --to-revision)",
+                    [to_revision](Context& ctx, const std::string& name) {
+                      return Undo(ctx, name, *to_revision);
+                    })
+      ->add_option("--to-revision", *to_revision, "Revision to return to (default the previous)")
+      ->check(CLI::PositiveNumber);
+  AddDeploymentVerb(*dep, action, "restart",
+                    "Replace every instance with the strategy (a new revision, same template)",
+                    Restart);
+  AddDeploymentVerb(*dep, action, "history", "List the deployment's revisions", History);
 
-  auto del_name = std::make_shared<std::string>();
-  auto* del = dep->add_subcommand("delete", "Stop every instance and remove the deployment");
-  del->add_option("name", *del_name, "Deployment name")->required();
-  del->callback([action, del_name] {
-    *action = [del_name](Context& ctx) { return Delete(ctx, *del_name); };
-  });
+  AddDeploymentVerb(*dep, action, "delete", "Stop every instance and remove the deployment",
+                    Delete);
 }
 
 }  // namespace palm::cli

@@ -76,8 +76,9 @@ std::unique_ptr<CLI::App> BuildApp(GlobalOptions* g, Action* action) {
   app->add_option("--tenant", g->tenant, "Tenant")->capture_default_str();
   app->add_flag("-y,--yes", g->yes, "Skip confirmations");
   app->add_flag("--wait", g->wait,
-                "Block until the change is complete (deploy, apply, scale) or the task is "
-                "finished (task submit)");
+                "Block until the change is complete (deploy, deployment apply | scale | update "
+                "| undo | restart | promote | resume: until the rollout is done, paused or "
+                "failed) or the task is finished (task submit)");
   app->add_option("--timeout", g->timeout,
                   "How long to wait: 30s, 5m, 1h, 500ms or seconds (default depends on verb)")
       ->check([](const std::string& s) {
@@ -89,6 +90,7 @@ std::unique_ptr<CLI::App> BuildApp(GlobalOptions* g, Action* action) {
   AddStatusCommand(*app, action);
   AddSpecCommands(*app, action);
   AddDeploymentCommands(*app, action);
+  AddRolloutCommands(*app, action);
   AddInstanceCommands(*app, action);
   AddHealthCommands(*app, action);
   AddEventsCommand(*app, action);

@@ -35,9 +35,10 @@ std::vector<size_t> ScaleDownOrder(const std::vector<const model::Instance*>& in
   auto key = [&](size_t i) {
     const model::Instance& in = *instances[i];
     bool running = in.state == model::InstanceState::kRunning;
+    bool ready = running && in.ready;
     bool current = in.revision == current_revision;
-    // Ascending key = removed first: not running, old revision, newest.
-    return std::make_tuple(running, current, -in.seq);
+    // Ascending key = removed first: not running, not ready, old revision, newest.
+    return std::make_tuple(running, ready, current, -in.seq);
   };
   std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return key(a) < key(b); });
   return order;

@@ -21,8 +21,8 @@ bool ShouldRestart(model::RestartMode mode, const model::ExitInfo& exit);
 bool RanStably(const model::RestartPolicy& policy, absl::Time started_at, absl::Time exited_at);
 
 // Order in which to remove instances on scale-down: instances that are not running
-// (Pending, BackOff, Failed, Starting, Stopped) first, then older revisions before
-// `current_revision`, then the newest (highest seq) first. Returns indexes into `instances`.
+// (Pending, BackOff, Failed, Starting, Stopped) first, then running but not ready ones, then
+// older revisions before `current_revision`, then the newest (highest seq) first. Returns indexes into `instances`.
 std::vector<size_t> ScaleDownOrder(const std::vector<const model::Instance*>& instances,
                                    int64_t current_revision);
 

@@ -6,12 +6,14 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "palm/base/crypto.h"
 #include "palm/base/error.h"
 #include "palm/base/log.h"
 #include "palm/base/semver.h"
 #include "palm/controller/policy.h"
+#include "palm/controller/supervisor_live.h"
 #include "palm/controller/template.h"
 #include "palm/model/codec.h"
 
@@ -22,30 +24,6 @@ using model::ExitInfo;
 using model::Instance;
 using model::InstanceState;
 using model::Json;
-
-// An instance plus what only the supervisor needs to know about it.
-struct Supervisor::Live {
-  Instance inst;
-  bool removing = false;        // remove the slot once the process is gone
-  bool restart_after = false;   // start again once the process is gone (instance restart)
-  bool kill_sent = false;       // SIGKILL already sent for the current stop
-  std::string pending_token;    // PALM_TOKEN of the start under way (between the two phases)
-  // Probe verdicts (health manager) and the agent's own word (heartbeats): health derives
-  // from both (DeriveHealth).
-  bool probed = false;          // tracked by the health manager with probes configured
-  bool probe_observed = false;  // a probe result has come in since the last start
-  bool probe_started = true, probe_live = true, probe_ready = true;
-  std::string probe_failing, probe_message;
-  bool heartbeat_seen = false, heartbeat_degraded = false;
-  std::string heartbeat_reason;
-  std::string liveness_failure;  // set when a failed liveness probe is restarting it
-  bool healing = false;          // restarted by a liveness failure, not yet healthy again
-  absl::Time stop_deadline = absl::InfiniteFuture();
-  // Draining: the stop signal is sent once no task is in flight, or at this time.
-  absl::Time drain_deadline = absl::InfiniteFuture();
-  int routed = -1;               // routability last told to the task engine (-1: never)
-  DeploymentKey key() const { return {inst.tenant, inst.deployment}; }
-};
 
 namespace {
 
@@ -69,6 +47,31 @@ ExitInfo ToExitInfo(const runtime::ExitStatus& s, absl::Time at) {
   e.signal = s.signal;
   e.at = at;
   return e;
+}
+
+// The Kubernetes-style Progressing condition of a deployment with a rollout history.
+Json ProgressingCondition(const Deployment& d) {
+  const model::RolloutState& st = d.rollout;
+  if (st.phase.empty()) return nullptr;
+  std::string reason;
+  bool status = true;
+  if (st.aborted) {
+    reason = "RolloutAborted";
+    status = false;
+  } else if (st.phase == "Failed") {
+    reason = "ProgressDeadlineExceeded";
+    status = false;
+  } else if (st.phase == "Paused") {
+    reason = "RolloutPaused";
+  } else if (st.phase == "RollingBack") {
+    reason = "RolledBack";
+  } else if (st.phase == "Complete") {
+    reason = "NewRevisionAvailable";
+  } else {
+    reason = "RevisionUpdating";
+  }
+  return {{"type", "Progressing"}, {"status", status}, {"reason", reason},
+          {"message", st.message}};
 }
 
 }  // namespace
@@ -103,10 +106,24 @@ absl::Status Supervisor::Load() {
     spec->deprecated = row.deprecated;
     specs_[spec->tenant][spec->name][spec->version] = std::move(*spec);
   }
+  PALM_ASSIGN_OR_RETURN(auto rev_rows, store_.ListRevisions());
+  for (auto& row : rev_rows) {
+    auto r = model::RevisionFromStored(row.doc);
+    if (!r.ok()) return Annotate(r.status(), absl::StrCat("stored revision of ", row.deployment));
+    revisions_[{r->tenant, r->deployment}][r->number] = std::move(*r);
+  }
   PALM_ASSIGN_OR_RETURN(auto dep_rows, store_.ListDeployments());
   for (auto& row : dep_rows) {
     auto d = model::DeploymentFromStored(row.doc);
     if (!d.ok()) return Annotate(d.status(), absl::StrCat("stored deployment ", row.name));
+    auto& revs = revisions_[{d->tenant, d->name}];
+    if (!revs.count(d->revision)) {
+      // Stored before revisions were kept: its template is its only known revision.
+      int64_t latest = d->latest_revision;
+      d->latest_revision = d->revision - 1;
+      NewRevision(*d, "recorded when the daemon started");
+      d->latest_revision = std::max(latest, d->revision);
+    }
     SyncDeployment(*d);
     deployments_[{d->tenant, d->name}] = std::move(*d);
   }
@@ -134,7 +151,9 @@ absl::Status Supervisor::Load() {
     if (st.ok()) {
       ++adopted;
       EmitFor(l, "info", "InstanceAdopted", absl::StrCat("(pid ", l.inst.pid, ") adopted"));
-      if (const Deployment* d = FindDeployment(l.key()); d && !l.removing) TrackHealth(l, *d);
+      if (const Deployment* d = FindDeployment(l.key()); d && !l.removing) {
+        TrackHealth(l, TemplateFor(*d, l.inst.revision));
+      }
       if (l.inst.state == InstanceState::kStopping ||
           l.inst.state == InstanceState::kDraining) {
         // A stop (or drain) was under way when the daemon died: finish it with a fresh
@@ -185,7 +204,9 @@ size_t Supervisor::RecoverUnrecordedStarts(const std::vector<Live*>& unrecorded)
       in.proc_start_time = it->second.pid.start_time;
       in.state = InstanceState::kRunning;
       in.started_at = clock_.Now();
-      if (const Deployment* d = FindDeployment(l->key())) TrackHealth(*l, *d);
+      if (const Deployment* d = FindDeployment(l->key())) {
+        TrackHealth(*l, TemplateFor(*d, in.revision));
+      }
       in.last_error.clear();
       ++found;
       EmitFor(*l, "info", "InstanceAdopted",
@@ -219,9 +240,11 @@ void Supervisor::SyncRoute(Live& live) {
 
 void Supervisor::SyncDeployment(const Deployment& d) {
   if (!tasks_) return;
+  // The routing the last rollout plan chose; the next Reconcile plans again.
+  auto it = routing_.find({d.tenant, d.name});
   tasks::RoutingTable routing;
-  routing.stable_revision = d.revision;  // rollouts (canary, blue-green) set the rest
-  tasks_->SetDeployment(d.tenant, d.name, std::move(routing));
+  routing.stable_revision = d.stable_revision;
+  tasks_->SetDeployment(d.tenant, d.name, it != routing_.end() ? it->second : routing);
 }
 
 void Supervisor::Erase(const std::string& runtime_key) {
@@ -401,23 +424,46 @@ absl::StatusOr<Deployment> Supervisor::ApplyDeployment(Deployment d, bool* creat
   absl::Time now = clock_.Now();
   auto it = deployments_.find(key);
   *created = it == deployments_.end();
+  RolloutEffects fx;
   if (*created) {
     PALM_RETURN_IF_ERROR(CheckSpecUsable(d));
     d.created_at = d.updated_at = now;
-    d.revision = 1;
     d.next_instance_seq = 1;
+    d.latest_revision = 0;
+    NewRevision(d, "created");
+    d.stable_revision = d.revision;
+    // The first rollout: Complete once every replica is available.
+    d.rollout = {};
+    d.rollout.phase = "Progressing";
+    d.rollout.to_revision = d.revision;
+    d.rollout.started_at = now;
+    d.rollout.replicas = d.replicas;
+    fx.outcomes.push_back({d.revision, "Progressing", "created"});
   } else {
     const Deployment& old = it->second;
-    bool template_changed = old.spec != d.spec || old.config != d.config || old.env != d.env;
+    std::vector<std::string> changes;
+    if (old.spec != d.spec) changes.push_back(absl::StrCat("spec ", old.spec, " -> ", d.spec));
+    if (old.config != d.config) changes.push_back("config changed");
+    if (old.env != d.env) changes.push_back("env changed");
     if (old.spec != d.spec) PALM_RETURN_IF_ERROR(CheckSpecUsable(d));
     d.created_at = old.created_at;
     d.updated_at = now;
-    d.revision = old.revision + (template_changed ? 1 : 0);
+    d.revision = old.revision;
+    d.latest_revision = old.latest_revision;
+    d.stable_revision = old.stable_revision;
+    d.rollout = old.rollout;
     d.next_instance_seq = old.next_instance_seq;
     d.drained = old.drained;
     d.last_deployed_task = old.last_deployed_task;
     d.last_deployed_at = old.last_deployed_at;
+    if (!changes.empty()) {
+      std::string cause = absl::StrJoin(changes, ", ");
+      NewRevision(d, cause);
+      fx = StartRollout(d, now, cause);
+    }
   }
+  RecordEffects(d, fx);
+  PruneRevisions(d);
   pending_.put_deployments.push_back({d.tenant, d.name, model::ToJson(d)});
   std::string what = absl::StrCat("deployment ", d.name, *created ? " created" : " updated",
                                   " (spec ", d.spec, ", revision ", d.revision, ", replicas ",
@@ -469,15 +515,6 @@ absl::StatusOr<Deployment> Supervisor::DrainDeployment(const DeploymentKey& key)
                                      "`palm deployment resume` starts them again"));
 }
 
-absl::StatusOr<Deployment> Supervisor::ResumeDeployment(const DeploymentKey& key) {
-  PALM_ASSIGN_OR_RETURN(const Deployment* found, GetDeployment(key));
-  if (!found->drained) return *found;
-  Deployment d = *found;
-  d.drained = false;
-  return SaveDeployment(std::move(d), "DeploymentResumed",
-                        absl::StrCat("deployment ", key.name, " resumed"));
-}
-
 absl::StatusOr<Deployment> Supervisor::RecordFleetTask(const DeploymentKey& key,
                                                       const std::string& task) {
   PALM_ASSIGN_OR_RETURN(const Deployment* found, GetDeployment(key));
@@ -496,6 +533,9 @@ absl::StatusOr<Deployment> Supervisor::DeleteDeployment(const DeploymentKey& key
        absl::StrCat("deployment ", key.name, " deleted; stopping its instances"), "user");
   PALM_RETURN_IF_ERROR(Commit());
   deployments_.erase(key);
+  revisions_.erase(key);
+  targets_.erase(key);
+  routing_.erase(key);
   if (tasks_) tasks_->RemoveDeployment(key.tenant, key.name);
   for (Live* live : InstancesOf(key)) live->removing = true;
   MarkDirty(key);
@@ -546,10 +586,18 @@ Json Supervisor::DeploymentStatus(const Deployment& d) const {
     if (in.state == InstanceState::kRunning && in.ready) ++ready;
     if (in.state == InstanceState::kBackOff || in.state == InstanceState::kFailed) ++failing;
   }
-  int64_t available = std::min(ready, d.replicas);
+  DeploymentKey key{d.tenant, d.name};
+  RolloutView view = Observe(key, d, clock_.Now());
+  int64_t available = 0;
+  for (const auto& [rev, c] : view.revisions) available += c.available;
+  available = std::min(available, d.replicas);
+  const std::string& rollout_phase = d.rollout.phase;
+  bool rolling = RolloutActive(d) || d.rollout.aborted || rollout_phase == "Failed";
   std::string phase;
   if (d.drained) {
     phase = by_state.empty() ? "Drained" : "Draining";
+  } else if (rolling && !rollout_phase.empty() && rollout_phase != "Complete") {
+    phase = rollout_phase;
   } else if (failing > 0) {
     phase = "Degraded";
   } else if (available == d.replicas && updated == d.replicas && current == d.replicas) {
@@ -574,6 +622,23 @@ Json Supervisor::DeploymentStatus(const Deployment& d) const {
                                                    " instances are crashing or cannot start; "
                                                    "see `palm instance list -d ",
                                                    d.name, "`")}});
+  }
+  if (Json progressing = ProgressingCondition(d); !progressing.is_null()) {
+    conditions.push_back(std::move(progressing));
+  }
+  Json rollout = RolloutStatus(d);
+  Json& per_rev = rollout["revisions"] = Json::object();
+  const auto& targets = targets_.count(key) ? targets_.at(key) : std::map<int64_t, int64_t>{};
+  std::set<int64_t> revs;
+  for (const auto& [rev, c] : view.revisions) revs.insert(rev);
+  for (const auto& [rev, n] : targets) revs.insert(rev);
+  for (int64_t rev : revs) {
+    const RevisionCounts c = view.revisions.count(rev) ? view.revisions.at(rev) : RevisionCounts{};
+    auto t = targets.find(rev);
+    per_rev[std::to_string(rev)] = {{"target", t == targets.end() ? 0 : t->second},
+                                    {"current", c.slots},
+                                    {"ready", c.ready},
+                                    {"available", c.available}};
   }
   Json last_failure = nullptr;
   if (!is_available) {
@@ -606,7 +671,8 @@ Json Supervisor::DeploymentStatus(const Deployment& d) const {
                 {"unavailable", std::max<int64_t>(0, d.replicas - available)}}},
               {"running", running},
               {"current_revision", d.revision},
-              {"stable_revision", d.revision},
+              {"stable_revision", d.stable_revision},
+              {"rollout", rollout},
               {"instances_by_state", by_state},
               {"restarts", restarts},
               {"conditions", conditions},
@@ -841,6 +907,11 @@ void Supervisor::DeriveHealth(Live& live) {
   }
   in.ready = in.state == InstanceState::kRunning && live.probe_started && live.probe_live &&
              live.probe_ready;
+  if (!in.ready) {
+    in.ready_since.reset();
+  } else if (!in.ready_since) {
+    in.ready_since = clock_.Now();
+  }
   if (status != in.health || reason != in.health_reason) {
     bool was_unhealthy = in.health == model::HealthStatus::kUnhealthy;
     in.health = status;
@@ -937,7 +1008,7 @@ std::vector<DeploymentKey> Supervisor::AllKeys() const {
   return {keys.begin(), keys.end()};
 }
 
-Supervisor::Live& Supervisor::NewInstance(Deployment& d) {
+Supervisor::Live& Supervisor::NewInstance(Deployment& d, int64_t revision) {
   absl::Time now = clock_.Now();
   auto live = std::make_unique<Live>();
   Instance& in = live->inst;
@@ -945,8 +1016,8 @@ Supervisor::Live& Supervisor::NewInstance(Deployment& d) {
   in.deployment = d.name;
   in.seq = d.next_instance_seq++;
   in.id = absl::StrCat(d.name, "-", in.seq < 100 ? (in.seq < 10 ? "00" : "0") : "", in.seq);
-  in.spec = d.spec;
-  in.revision = d.revision;
+  in.spec = TemplateFor(d, revision).spec;
+  in.revision = revision;
   in.state = InstanceState::kPending;
   in.created_at = in.updated_at = in.health_since = now;
   in.log_path = LogPath(in);
@@ -1051,9 +1122,7 @@ void Supervisor::BeginStop(Live& live, bool remove, bool restart_after,
   if (in.state == InstanceState::kStopping) return;  // already under way
   if (in.state != InstanceState::kDraining) {
     // Drain first: no new tasks; the stop signal waits for the tasks in flight.
-    const Deployment* d = FindDeployment(live.key());
-    const model::AgentSpec* spec =
-        d ? FindSpec(d->tenant, d->spec) : FindSpec(in.tenant, in.spec);
+    const model::AgentSpec* spec = FindSpec(in.tenant, in.spec);
     double grace_s = spec ? spec->stop.grace_s : model::StopSpec{}.grace_s;
     absl::Duration drain = max_drain.value_or(absl::Milliseconds(std::llround(grace_s * 1000)));
     in.state = InstanceState::kDraining;
@@ -1092,8 +1161,7 @@ void Supervisor::SendStop(Live& live) {
   Instance& in = live.inst;
   if (health_) health_->Untrack(RuntimeKey(in.tenant, in.id));
   live.probed = false;
-  const Deployment* d = FindDeployment(live.key());
-  const model::AgentSpec* spec = d ? FindSpec(d->tenant, d->spec) : FindSpec(in.tenant, in.spec);
+  const model::AgentSpec* spec = FindSpec(in.tenant, in.spec);
   model::StopSpec stop = spec ? spec->stop : model::StopSpec{};
   in.state = InstanceState::kStopping;
   in.ready = false;
@@ -1146,7 +1214,7 @@ void Supervisor::HandleExit(Live& live, const ExitInfo& exit) {
     return;
   }
   const Deployment* d = FindDeployment(live.key());
-  if (was_stopping && !live.liveness_failure.empty() && d && in.revision == d->revision) {
+  if (was_stopping && !live.liveness_failure.empty() && d) {
     // Stopped because its liveness probe failed: a failure like a crash, with backoff.
     in.last_error = live.liveness_failure;
     live.liveness_failure.clear();
@@ -1161,8 +1229,8 @@ void Supervisor::HandleExit(Live& live, const ExitInfo& exit) {
     Persist(live);
     return;
   }
-  if (!d || in.revision != d->revision) {
-    // Its deployment is gone or it belongs to a replaced revision: do not bring it back.
+  if (!d || !Wanted(live.key(), in.revision)) {
+    // Its deployment is gone or its revision is being scaled away: do not bring it back.
     Erase(RuntimeKey(in.tenant, in.id));
     return;
   }
@@ -1178,6 +1246,18 @@ void Supervisor::HandleExit(Live& live, const ExitInfo& exit) {
   EnterBackOff(live, *d, BackoffDelay(d->restart_policy, in.consecutive_failures));
 }
 
+bool Supervisor::Wanted(const DeploymentKey& key, int64_t revision) const {
+  auto t = targets_.find(key);
+  if (t == targets_.end()) {
+    // Not planned yet (just loaded): the revisions the deployment is made of.
+    auto d = deployments_.find(key);
+    return d != deployments_.end() &&
+           (d->second.revision == revision || d->second.stable_revision == revision);
+  }
+  auto it = t->second.find(revision);
+  return it != t->second.end() && it->second > 0;
+}
+
 absl::Time Supervisor::ReconcileOrphans(const DeploymentKey& key) {
   absl::Time next = absl::InfiniteFuture();
   for (Live* live : InstancesOf(key)) {
@@ -1189,6 +1269,41 @@ absl::Time Supervisor::ReconcileOrphans(const DeploymentKey& key) {
     }
   }
   return next;
+}
+
+absl::StatusOr<bool> Supervisor::ReconcilePass(Deployment& d, absl::Time now, absl::Time* next) {
+  DeploymentKey key{d.tenant, d.name};
+  // 2. The rollout planner decides how many instances each revision should have and how
+  //    tasks are routed; what it changed is persisted with its events.
+  RolloutPlan plan = PlanStep(d, now);
+  *next = std::min(*next, plan.wake_at);
+
+  // 3. Size each revision: surplus instances drain and stop, missing ones are created.
+  bool changed = ScaleRevisions(d, plan.targets);
+
+  // 4. Start new and pending slots, and restart those whose backoff is over.
+  std::vector<Live*> to_start;
+  for (Live* live : InstancesOf(key)) {
+    const Instance& in = live->inst;
+    if (live->removing || !Wanted(key, in.revision)) continue;
+    bool due = in.state == InstanceState::kPending ||
+               (in.state == InstanceState::kBackOff && in.next_start_at.value_or(now) <= now);
+    if (due) to_start.push_back(live);
+  }
+  // Phase 1: record every start (state Starting, the hash of the token the process will
+  // carry) in one transaction before any process exists, so a daemon killed mid-way can
+  // find the processes it started (see Load) instead of starting them twice.
+  for (Live* live : to_start) PrepareStart(*live);
+  PALM_RETURN_IF_ERROR(Commit());
+  // Phase 2: spawn, then record pids in one transaction.
+  for (Live* live : to_start) StartInstance(*live, TemplateFor(d, live->inst.revision));
+  for (Live* live : InstancesOf(key)) {
+    if (!live->removing && live->inst.state == InstanceState::kBackOff &&
+        live->inst.next_start_at) {
+      *next = std::min(*next, *live->inst.next_start_at);
+    }
+  }
+  return changed || !to_start.empty();
 }
 
 absl::StatusOr<absl::Time> Supervisor::Reconcile(const DeploymentKey& key) {
@@ -1222,70 +1337,15 @@ absl::StatusOr<absl::Time> Supervisor::Reconcile(const DeploymentKey& key) {
     return next;
   }
 
-  // 2. Partition the live slots (not being removed) by revision.
-  std::vector<Live*> current, old;
-  for (Live* live : all) {
-    if (live->removing) continue;
-    (live->inst.revision == d->revision ? current : old).push_back(live);
+  // 2-4 run again while they change something: what changed (instances created,
+  // started, stopped) is what the next plan looks at, and no event may come to trigger it
+  // (an agent without probes is ready the moment it runs). A few passes settle it: new
+  // instances wait for old ones to exit, which only their exit events report.
+  bool again = true;
+  for (int pass = 0; pass < 8 && again; ++pass) {
+    PALM_ASSIGN_OR_RETURN(again, ReconcilePass(*d, now, &next));
   }
-  auto remove_surplus = [&](std::vector<Live*>& slots, size_t keep) {
-    if (slots.size() <= keep) return;
-    std::vector<const Instance*> view;
-    for (Live* l : slots) view.push_back(&l->inst);
-    std::vector<size_t> order = ScaleDownOrder(view, d->revision);
-    // A drained deployment waits for its tasks however long they take (leases bound it).
-    std::optional<absl::Duration> drain;
-    if (d->drained) drain = absl::InfiniteDuration();
-    for (size_t i = 0; i < slots.size() - keep; ++i) {
-      BeginStop(*slots[order[i]], true, false, drain);
-    }
-  };
-
-  // 3. Scale the current revision to the desired count. Removal may erase slots, so the
-  //    list of instances is taken again afterwards.
-  size_t desired = d->drained ? 0 : static_cast<size_t>(d->replicas);
-  remove_surplus(current, desired);
-  all = InstancesOf(key);
-  std::vector<Live*> to_start;
-  for (size_t i = current.size(); i < desired; ++i) to_start.push_back(&NewInstance(*d));
-  if (!to_start.empty()) {
-    pending_.put_deployments.push_back({d->tenant, d->name, model::ToJson(*d)});
-    Emit("info", "InstancesCreated", "deployment", d->name, d->name, d->tenant,
-         absl::StrCat("deployment ", d->name, ": creating ", to_start.size(), " instances"),
-         "system");
-  }
-
-  // 4. Start new and pending slots, and restart those whose backoff is over.
-  for (Live* live : all) {
-    const Instance& in = live->inst;
-    if (live->removing || in.revision != d->revision) continue;
-    bool due = in.state == InstanceState::kPending ||
-               (in.state == InstanceState::kBackOff && in.next_start_at.value_or(now) <= now);
-    if (due) to_start.push_back(live);
-  }
-  // Phase 1: record every start (state Starting, the hash of the token the process will
-  // carry) in one transaction before any process exists, so a daemon killed mid-way can
-  // find the processes it started (see Load) instead of starting them twice.
-  for (Live* live : to_start) PrepareStart(*live);
-  PALM_RETURN_IF_ERROR(Commit());
-  // Phase 2: spawn, then record pids in one transaction.
-  for (Live* live : to_start) StartInstance(*live, *d);
-  for (Live* live : InstancesOf(key)) {
-    if (!live->removing && live->inst.state == InstanceState::kBackOff &&
-        live->inst.next_start_at) {
-      next = std::min(next, *live->inst.next_start_at);
-    }
-  }
-
-  // 5. Old revisions give way as the current one becomes ready.
-  size_t ready_current = 0;
-  for (Live* live : InstancesOf(key)) {
-    if (!live->removing && live->inst.revision == d->revision &&
-        live->inst.state == InstanceState::kRunning && live->inst.ready) {
-      ++ready_current;
-    }
-  }
-  remove_surplus(old, desired > ready_current ? desired - ready_current : 0);
+  if (again) next = now;  // still moving: go on after other work had its turn
 
   // Stops begun above need their drain and SIGKILL deadlines watched.
   for (Live* live : InstancesOf(key)) {

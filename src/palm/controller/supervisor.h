@@ -25,6 +25,7 @@
 #include "absl/time/time.h"
 #include "palm/base/clock.h"
 #include "palm/controller/port_allocator.h"
+#include "palm/controller/rollout.h"
 #include "palm/events/event_log.h"
 #include "palm/health/health_manager.h"
 #include "palm/model/objects.h"
@@ -153,7 +154,23 @@ class Supervisor {
   // `palm deployment drain`: every instance drains and stops once idle (no deadline but
   // the leases); nothing is started until ResumeDeployment. Tasks stay queued.
   absl::StatusOr<model::Deployment> DrainDeployment(const DeploymentKey& key);
+  // ---- Rollouts (docs/api.md "Rollouts") --------------------------------------------------
+  // Each answers 409 (see rollout.h) when it does not apply in the current phase.
+  absl::StatusOr<model::Deployment> PauseRollout(const DeploymentKey& key);
+  // Ends a drain when drained; otherwise resumes the rollout (ResumeRollout in rollout.h).
   absl::StatusOr<model::Deployment> ResumeDeployment(const DeploymentKey& key);
+  absl::StatusOr<model::Deployment> PromoteRollout(const DeploymentKey& key, bool full);
+  absl::StatusOr<model::Deployment> AbortRollout(const DeploymentKey& key);
+  // Back to revision `to` (default: the stable one during a rollout, else the revision
+  // deployed before the current one). kNotFound REVISION_NOT_FOUND (never existed or
+  // pruned), kFailedPrecondition ALREADY_AT_REVISION / NO_PREVIOUS_REVISION.
+  absl::StatusOr<model::Deployment> UndoRollout(const DeploymentKey& key,
+                                                std::optional<int64_t> to);
+  // A new revision with the same template: every instance is replaced with the strategy.
+  absl::StatusOr<model::Deployment> RestartRollout(const DeploymentKey& key);
+  // The deployment's revisions, oldest first.
+  absl::StatusOr<std::vector<model::Revision>> History(const DeploymentKey& key) const;
+
   // `palm fleet deploy N "TASK"`: records last_deployed_task / last_deployed_at.
   absl::StatusOr<model::Deployment> RecordFleetTask(const DeploymentKey& key,
                                                     const std::string& task);
@@ -220,6 +237,30 @@ class Supervisor {
   // Tells the task engine when the instance's routability changed.
   void SyncRoute(Live& live);
   void SyncDeployment(const model::Deployment& d);
+  // ---- Revisions and rollouts (supervisor_rollout.cc) ----
+  // Records a new revision of d's template (d.revision = ++d.latest_revision).
+  void NewRevision(model::Deployment& d, const std::string& cause);
+  // Copies revision `rev`'s template (spec, config, env) into `d`.
+  void CopyTemplate(model::Deployment& d, int64_t rev) const;
+  // `d` with the template of revision `rev`: what an instance of that revision runs.
+  model::Deployment TemplateFor(const model::Deployment& d, int64_t rev) const;
+  // Events and history outcomes the planner or a verb decided, into the pending batch.
+  void RecordEffects(const model::Deployment& d, const RolloutEffects& fx);
+  // Saves `d` after a rollout verb changed it, with `fx`, durably.
+  absl::StatusOr<model::Deployment> SaveRollout(model::Deployment d, const RolloutEffects& fx);
+  // Drops revisions beyond revision_history_limit (never one in use).
+  void PruneRevisions(const model::Deployment& d);
+  // What each revision of the deployment has (for the planner and status).
+  RolloutView Observe(const DeploymentKey& key, const model::Deployment& d,
+                      absl::Time now) const;
+  // Plans the rollout step and persists what it changed; returns the plan.
+  RolloutPlan PlanStep(model::Deployment& d, absl::Time now);
+  // Sizes each revision to its target: surplus instances drain and stop, missing ones
+  // are created (Pending). Returns whether anything changed.
+  bool ScaleRevisions(model::Deployment& d, const std::map<int64_t, int64_t>& targets);
+  // One plan-scale-start pass of Reconcile; true when it changed something. Lowers *next
+  // to the times it must run again (planner wake-ups, backoff ends).
+  absl::StatusOr<bool> ReconcilePass(model::Deployment& d, absl::Time now, absl::Time* next);
   // Saves `d` (already changed in place by the caller) with an event, durably.
   absl::StatusOr<model::Deployment> SaveDeployment(model::Deployment d, const char* kind,
                                                    const std::string& message);
@@ -232,7 +273,10 @@ class Supervisor {
                const std::string& message);
 
   size_t RecoverUnrecordedStarts(const std::vector<Live*>& unrecorded);
-  Live& NewInstance(model::Deployment& d);
+  Live& NewInstance(model::Deployment& d, int64_t revision);
+  // Whether instances of `revision` are still wanted (the current revision, or a target of
+  // the last plan): one that exits is restarted, not removed.
+  bool Wanted(const DeploymentKey& key, int64_t revision) const;
   void TrackHealth(Live& live, const model::Deployment& d);
   void DeriveHealth(Live& live);
   void PrepareStart(Live& live);
@@ -265,6 +309,9 @@ class Supervisor {
   // tenant -> name -> version -> spec
   std::map<std::string, std::map<std::string, std::map<std::string, model::AgentSpec>>> specs_;
   std::map<DeploymentKey, model::Deployment> deployments_;
+  std::map<DeploymentKey, std::map<int64_t, model::Revision>> revisions_;
+  std::map<DeploymentKey, std::map<int64_t, int64_t>> targets_;  // the last plan's sizes
+  std::map<DeploymentKey, tasks::RoutingTable> routing_;         // the last plan's routing
   InstanceMap instances_;
   std::map<std::string, std::string> token_to_instance_;  // token hash -> runtime key
   std::set<std::string> heartbeat_dirty_;                 // runtime keys

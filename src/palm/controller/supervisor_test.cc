@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <functional>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -65,6 +66,7 @@ class SupervisorTest : public ::testing::Test {
       sup_->OnInstanceIdle(tenant, id);
     });
     sup_->SetTaskEngine(tasks_.get());
+    live_rt_ = runtime ? runtime : &rt_;
     (runtime ? *runtime : rt_).SetExitCallback(
         [this](const std::string& key, runtime::ExitStatus s) { sup_->OnExit(key, s); });
     ASSERT_TRUE(sup_->Load().ok());
@@ -111,9 +113,36 @@ class SupervisorTest : public ::testing::Test {
     return ids;
   }
 
+  static void SetStrategy(model::Deployment& d, model::Json doc) {
+    auto parsed = model::ParseStrategy(doc, "deployment.strategy");
+    ASSERT_TRUE(parsed.ok()) << parsed.status();
+    d.strategy = std::move(doc);
+    d.strategy_spec = *parsed;
+  }
+
+  // Reconciles and lets stopping instances exit until nothing is left to do (a rollout
+  // settles); `check` runs after every transition.
+  void Settle(const std::function<void()>& check = [] {}) {
+    for (int i = 0; i < 300; ++i) {
+      absl::Time next = Reconcile();
+      check();
+      bool exited = false;
+      for (const auto* in : sup_->ListInstances("default", "web", std::nullopt)) {
+        if (in->state == InstanceState::kStopping) {
+          live_rt_->Exit("default/" + in->id, {.signal = SIGTERM});
+          check();
+          exited = true;
+        }
+      }
+      if (!exited && next > clock_.Now()) return;
+    }
+    ADD_FAILURE() << "the deployment did not settle";
+  }
+
   std::string dir_;
   testing::FakeClock clock_;
   testing::FakeRuntime rt_;
+  testing::FakeRuntime* live_rt_ = &rt_;  // the runtime of the last Open()
   CountingPorts ports_;
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<Supervisor> sup_;
@@ -410,6 +439,8 @@ TEST_F(SupervisorTest, DeleteStopsEverythingAndForgetsTheSlots) {
   EXPECT_TRUE(Ids().empty());
 }
 
+// Plans and applies until the deployment settles: every stopping instance exits, every
+// reconcile that asks to run again at once does. `check` runs after every transition.
 TEST_F(SupervisorTest, NewRevisionReplacesOldInstances) {
   RegisterSpec();
   Deploy(2);
@@ -421,18 +452,125 @@ TEST_F(SupervisorTest, NewRevisionReplacesOldInstances) {
   ASSERT_TRUE(applied.ok());
   EXPECT_FALSE(created);
   EXPECT_EQ(applied->revision, 2);
-  Reconcile();
-  // New ones run first, then the old ones are stopped.
-  EXPECT_EQ(Get("web-003").revision, 2);
-  EXPECT_EQ(Get("web-004").state, InstanceState::kRunning);
-  EXPECT_EQ(Get("web-001").state, InstanceState::kStopping);
-  EXPECT_EQ(Get("web-002").state, InstanceState::kStopping);
-  rt_.Exit("default/web-001", {.signal = SIGTERM});
-  rt_.Exit("default/web-002", {.signal = SIGTERM});
+  Settle();
   EXPECT_THAT(Ids(), ElementsAre("web-003", "web-004"));
+  EXPECT_EQ(Get("web-003").revision, 2);
+  EXPECT_EQ((*sup_->GetDeployment(key_))->stable_revision, 2);
   // Scaling alone is not a new revision.
   ASSERT_TRUE(sup_->ScaleDeployment(key_, 3).ok());
   EXPECT_EQ((*sup_->GetDeployment(key_))->revision, 2);
+  auto history = sup_->History(key_);
+  ASSERT_TRUE(history.ok());
+  ASSERT_EQ(history->size(), 2u);
+  EXPECT_EQ((*history)[0].change_cause, "created");
+  EXPECT_EQ((*history)[1].change_cause, "config changed");
+  EXPECT_EQ((*history)[1].outcome, "Complete");
+}
+
+TEST_F(SupervisorTest, RollingUpdateKeepsItsBoundsAtEveryTransition) {
+  RegisterSpec();
+  model::Deployment d;
+  d.name = "web";
+  d.spec = "agent@1.0.0";
+  d.replicas = 6;
+  SetStrategy(d, {{"type", "rolling"}, {"max_surge", 2}, {"max_unavailable", 1}});
+  ASSERT_TRUE(sup_->CreateDeployment(d).ok());
+  Settle();
+  d = **sup_->GetDeployment(key_);
+  d.config = {{"v", 2}};
+  bool created = false;
+  ASSERT_TRUE(sup_->ApplyDeployment(d, &created).ok());
+  int transitions = 0;
+  auto check = [&] {
+    ++transitions;
+    int64_t total = 0, ready = 0;
+    for (const auto* in : sup_->ListInstances("default", "web", std::nullopt)) {
+      ++total;
+      ready += in->state == InstanceState::kRunning && in->ready ? 1 : 0;
+    }
+    EXPECT_LE(total, 6 + 2) << "transition " << transitions;
+    EXPECT_GE(ready, 6 - 1) << "transition " << transitions;
+  };
+  Settle(check);
+  EXPECT_GT(transitions, 6);
+  const model::Deployment& after = **sup_->GetDeployment(key_);
+  EXPECT_EQ(after.stable_revision, 2);
+  EXPECT_EQ(after.rollout.phase, "Complete");
+  EXPECT_EQ(Ids().size(), 6u);
+  for (const auto* in : sup_->ListInstances("default", "web", std::nullopt)) {
+    EXPECT_EQ(in->revision, 2);
+    EXPECT_EQ(in->state, InstanceState::kRunning);
+  }
+}
+
+TEST_F(SupervisorTest, ACanaryPausedAtAStepResumesThereAfterARestart) {
+  RegisterSpec();
+  model::Deployment d;
+  d.name = "web";
+  d.spec = "agent@1.0.0";
+  d.replicas = 4;
+  SetStrategy(d, {{"type", "canary"},
+                  {"steps", {{{"set_weight", 25}}, {{"pause", model::Json::object()}}}}});
+  ASSERT_TRUE(sup_->CreateDeployment(d).ok());
+  Settle();
+  d = **sup_->GetDeployment(key_);
+  d.config = {{"v", 2}};
+  bool created = false;
+  ASSERT_TRUE(sup_->ApplyDeployment(d, &created).ok());
+  Settle();
+  std::vector<std::string> before = Ids();
+  EXPECT_EQ(before.size(), 5u);  // 4 stable + 1 canary
+  EXPECT_EQ((*sup_->GetDeployment(key_))->rollout.pause_reason, "step");
+
+  // The daemon restarts: same store, the agents are still there and are adopted.
+  testing::FakeRuntime rt2;
+  for (const std::string& id : before) rt2.AddAlive(*rt_.ProcessOf("default/" + id));
+  Open(&rt2);
+  Settle();
+  const model::Deployment& reloaded = **sup_->GetDeployment(key_);
+  EXPECT_EQ(reloaded.rollout.phase, "Paused");
+  EXPECT_EQ(reloaded.rollout.step_index, 1);
+  EXPECT_EQ(reloaded.rollout.weight, 25);
+  EXPECT_EQ(Ids(), before);
+  auto promote = sup_->PromoteRollout(key_, false);
+  ASSERT_TRUE(promote.ok()) << promote.status();
+  Settle();
+  EXPECT_EQ((*sup_->GetDeployment(key_))->stable_revision, 2);
+  EXPECT_EQ(Ids().size(), 4u);
+}
+
+TEST_F(SupervisorTest, UndoGoesBackToAnEarlierRevisionAndPrunedOnesAreRefused) {
+  RegisterSpec();
+  model::Deployment d;
+  d.name = "web";
+  d.spec = "agent@1.0.0";
+  d.replicas = 2;
+  d.revision_history_limit = 1;
+  ASSERT_TRUE(sup_->CreateDeployment(d).ok());
+  Settle();
+  for (int v = 2; v <= 4; ++v) {
+    d = **sup_->GetDeployment(key_);
+    d.config = {{"v", v}};
+    bool created = false;
+    ASSERT_TRUE(sup_->ApplyDeployment(d, &created).ok());
+    Settle();
+  }
+  EXPECT_EQ((*sup_->GetDeployment(key_))->revision, 4);
+  auto pruned = sup_->UndoRollout(key_, 1);
+  ASSERT_FALSE(pruned.ok());
+  EXPECT_EQ(pruned.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ((*sup_->GetDeployment(key_))->revision, 4);  // nothing changed
+
+  auto undo = sup_->UndoRollout(key_, std::nullopt);  // the previous one: 3
+  ASSERT_TRUE(undo.ok()) << undo.status();
+  EXPECT_EQ(undo->revision, 3);
+  EXPECT_EQ(undo->config, (model::Json{{"v", 3}}));
+  Settle();
+  EXPECT_EQ((*sup_->GetDeployment(key_))->stable_revision, 3);
+  for (const auto* in : sup_->ListInstances("default", "web", std::nullopt)) {
+    EXPECT_EQ(in->revision, 3);
+  }
+  EXPECT_FALSE(sup_->UndoRollout(key_, 3).ok());  // already there
 }
 
 TEST_F(SupervisorTest, StopAllKeepsAgentsStoppedUntilTheNextStart) {

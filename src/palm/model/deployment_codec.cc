@@ -21,26 +21,24 @@ constexpr double kMaxBackoffInitialS = 3600;
 constexpr double kMaxBackoffS = 86'400;
 constexpr double kMaxResetAfterS = 7 * 86'400;
 
-const std::vector<std::string_view> kStrategyTypes = {"rolling", "recreate", "blue_green",
-                                                      "canary"};
+// The document stays verbatim in `doc` (what the API echoes); `out` is what it means.
+absl::Status ReadStrategy(const FieldReader& r, Json* doc, Strategy* out) {
+  PALM_RETURN_IF_ERROR(r.Object("strategy", doc));
+  PALM_ASSIGN_OR_RETURN(*out, ParseStrategy(*doc, r.Path("strategy")));
+  return absl::OkStatus();
+}
 
-absl::Status ReadStrategy(const FieldReader& r, Json* out) {
-  PALM_RETURN_IF_ERROR(r.Object("strategy", out));
-  auto it = out->find("type");
-  if (it == out->end() || it->is_null()) return absl::OkStatus();
-  std::string path = r.Path("strategy") + ".type";
-  if (it->is_string()) {
-    for (std::string_view t : kStrategyTypes) {
-      if (*it == t) return absl::OkStatus();
-    }
+// The stored rollout state; its paths become "deployment.rollout.<field>".
+absl::Status ReadRollout(const FieldReader& r, RolloutState* out) {
+  const Json* v = r.Get("rollout");
+  if (v == nullptr) return absl::OkStatus();
+  absl::StatusOr<RolloutState> s = RolloutStateFromStored(*v);
+  if (!s.ok()) {
+    return InvalidArgument(absl::StrCat("deployment.", std::string(s.status().message())),
+                           ErrorHint(s.status()));
   }
-  std::string problem = absl::StrCat("must be rolling, recreate, blue_green or canary, got ",
-                                     Describe(*it));
-  if (it->is_string()) {
-    std::string s = codec_internal::Suggest(it->get<std::string>(), kStrategyTypes);
-    if (!s.empty()) absl::StrAppend(&problem, "; did you mean \"", s, "\"?");
-  }
-  return Bad(path, problem, "rolling replaces instances a few at a time (the default)");
+  *out = std::move(*s);
+  return absl::OkStatus();
 }
 
 absl::Status ReadRestartPolicy(const FieldReader& parent, RestartPolicy* out) {
@@ -93,8 +91,9 @@ const std::vector<std::string_view> kDeploymentFields = {
     "config", "env",      "strategy",       "restart_policy", "revision_history_limit",
     "labels", "autoscaling", "budget"};
 const std::vector<std::string_view> kDeploymentServerFields = {
-    "tenant", "created_at", "updated_at", "revision", "next_instance_seq", "status",
-    "drained", "last_deployed_task", "last_deployed_at"};
+    "tenant",  "created_at", "updated_at", "revision", "latest_revision", "stable_revision",
+    "rollout", "next_instance_seq", "status", "drained", "last_deployed_task",
+    "last_deployed_at"};
 
 absl::StatusOr<Deployment> ParseDeployment(const Json& doc, bool stored) {
   FieldReader r(doc, "deployment", kDeploymentFields, kDeploymentServerFields);
@@ -135,7 +134,7 @@ absl::StatusOr<Deployment> ParseDeployment(const Json& doc, bool stored) {
   }
   PALM_RETURN_IF_ERROR(r.Object("config", &d.config));
   PALM_RETURN_IF_ERROR(r.Map("env", MapKind::kEnv, &d.env));
-  PALM_RETURN_IF_ERROR(ReadStrategy(r, &d.strategy));
+  PALM_RETURN_IF_ERROR(ReadStrategy(r, &d.strategy, &d.strategy_spec));
   PALM_RETURN_IF_ERROR(ReadRestartPolicy(r, &d.restart_policy));
   PALM_RETURN_IF_ERROR(r.Int("revision_history_limit", 0, 1000, &d.revision_history_limit));
   PALM_RETURN_IF_ERROR(r.Map("labels", MapKind::kLabels, &d.labels));
@@ -147,6 +146,11 @@ absl::StatusOr<Deployment> ParseDeployment(const Json& doc, bool stored) {
     PALM_RETURN_IF_ERROR(r.Time("created_at", &d.created_at));
     PALM_RETURN_IF_ERROR(r.Time("updated_at", &d.updated_at));
     PALM_RETURN_IF_ERROR(r.Int("revision", 1, INT64_MAX, &d.revision));
+    // Stores written before rollouts have neither: the current revision is both.
+    d.latest_revision = d.stable_revision = d.revision;
+    PALM_RETURN_IF_ERROR(r.Int("latest_revision", 1, INT64_MAX, &d.latest_revision));
+    PALM_RETURN_IF_ERROR(r.Int("stable_revision", 0, INT64_MAX, &d.stable_revision));
+    PALM_RETURN_IF_ERROR(ReadRollout(r, &d.rollout));
     PALM_RETURN_IF_ERROR(r.Int("next_instance_seq", 1, INT64_MAX, &d.next_instance_seq));
     PALM_RETURN_IF_ERROR(r.Bool("drained", &d.drained));
     if (const Json* task = r.Get("last_deployed_task"); task && !task->is_null()) {
@@ -189,6 +193,9 @@ Json ToJson(const Deployment& d) {
           {"revision_history_limit", d.revision_history_limit},
           {"labels", d.labels},
           {"revision", d.revision},
+          {"latest_revision", d.latest_revision},
+          {"stable_revision", d.stable_revision},
+          {"rollout", ToJson(d.rollout)},
           {"next_instance_seq", d.next_instance_seq},
           {"drained", d.drained},
           {"last_deployed_task", d.last_deployed_task ? Json(*d.last_deployed_task) : Json()},

@@ -168,16 +168,73 @@ TEST(DeploymentCodecTest, ReplicaErrorsHaveAHint) {
   EXPECT_THAT(ErrorHint(DeploymentFromJson(doc).status()), HasSubstr("between 0 and 10000"));
 }
 
-TEST(DeploymentCodecTest, StrategyIsKeptVerbatim) {
+TEST(DeploymentCodecTest, StrategyIsKeptVerbatimAndParsed) {
+  absl::StatusOr<Deployment> d = DeploymentFromJson(Base());
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->strategy_spec.type, StrategyType::kRolling);
+  EXPECT_EQ(d->strategy_spec.max_surge, (IntOrPercent{3, false}));
+  EXPECT_EQ(d->strategy_spec.max_unavailable, (IntOrPercent{2, false}));
+  EXPECT_EQ(d->strategy_spec.min_ready_s, 30);
+  EXPECT_TRUE(d->strategy_spec.auto_rollback);
+
   Json doc = Base();
   doc["strategy"] = {{"type", "canary"},
                      {"steps", {{{"set_weight", 10}}, {{"pause", Json::object()}}}},
-                     {"future_field", "kept"}};
-  absl::StatusOr<Deployment> d = DeploymentFromJson(doc);
+                     {"canary_replicas", nullptr}};
+  d = DeploymentFromJson(doc);
   ASSERT_TRUE(d.ok()) << d.status();
-  EXPECT_EQ(d->strategy, doc["strategy"]);
-  doc["strategy"] = {{"max_surge", "25%"}};  // type absent: fine
-  EXPECT_TRUE(DeploymentFromJson(doc).ok());
+  EXPECT_EQ(d->strategy, doc["strategy"]) << "nulls and all";
+  EXPECT_EQ(d->strategy_spec.type, StrategyType::kCanary);
+  ASSERT_EQ(d->strategy_spec.steps.size(), 2u);
+  EXPECT_EQ(d->strategy_spec.steps[1].kind, CanaryStep::Kind::kPause);
+  doc["strategy"] = {{"max_surge", "25%"}};  // type absent: rolling
+  d = DeploymentFromJson(doc);
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->strategy, Json({{"max_surge", "25%"}}));
+  EXPECT_EQ(d->strategy_spec.max_surge, (IntOrPercent{25, true}));
+  doc["strategy"] = nullptr;
+  d = DeploymentFromJson(doc);
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->strategy, Json::object());
+  EXPECT_EQ(d->strategy_spec.type, StrategyType::kRolling);
+}
+
+TEST(DeploymentCodecTest, StrategyErrorsNameTheFieldInTheDeployment) {
+  const BadCase cases[] = {
+      {"future field", [](Json& j) { j["strategy"]["future_field"] = 1; },
+       "deployment.strategy.future_field: unknown field"},
+      {"canary field on rolling", [](Json& j) { j["strategy"]["steps"] = Json::array(); },
+       "deployment.strategy.steps: is a canary field; strategy.type is rolling"},
+      {"both zero",
+       [](Json& j) {
+         j["strategy"]["max_surge"] = 0;
+         j["strategy"]["max_unavailable"] = "0%";
+       },
+       "deployment.strategy.max_unavailable: max_surge and max_unavailable cannot both be 0"},
+      {"weights down",
+       [](Json& j) {
+         j["strategy"] = Json::parse(
+             R"({"type": "canary", "steps": [{"set_weight": 50}, {"set_weight": 20}]})");
+       },
+       "deployment.strategy.steps[1].set_weight: weights going down need an abort: step 1 "
+       "sets 20 after 50"},
+      {"deadline", [](Json& j) { j["strategy"]["progress_deadline_s"] = 10; },
+       "deployment.strategy.progress_deadline_s: must be greater than min_ready_s (30), got 10"},
+  };
+  for (const BadCase& c : cases) {
+    Json doc = Base();
+    c.mutate(doc);
+    absl::StatusOr<Deployment> d = DeploymentFromJson(doc);
+    ASSERT_FALSE(d.ok()) << c.name;
+    EXPECT_EQ(d.status().code(), absl::StatusCode::kInvalidArgument) << c.name;
+    EXPECT_THAT(std::string(d.status().message()), HasSubstr(c.want)) << c.name;
+    // The stored form is read as strictly.
+    Json stored = ToJson(*DeploymentFromJson(Base()));
+    stored["strategy"] = doc["strategy"];
+    EXPECT_THAT(std::string(DeploymentFromStored(stored).status().message()),
+                HasSubstr("stored deployment: " + c.want))
+        << c.name;
+  }
 }
 
 TEST(DeploymentCodecTest, RoundTripsThroughTheStoredForm) {
@@ -191,6 +248,13 @@ TEST(DeploymentCodecTest, RoundTripsThroughTheStoredForm) {
   d->restart_policy = {RestartMode::kOnFailure, 0.5, 60, 120};
   d->created_at = absl::FromUnixMillis(1'800'000'000'000);
   d->updated_at = absl::FromUnixMillis(1'800'000'000'999);
+  d->latest_revision = 9;
+  d->stable_revision = 6;
+  d->rollout.phase = "Progressing";
+  d->rollout.from_revision = 6;
+  d->rollout.to_revision = 7;
+  d->rollout.started_at = absl::FromUnixMillis(1'800'000'000'500);
+  d->rollout.analysis = AnalysisRun{"canary", 2};
   Json j = ToJson(*d);
   EXPECT_EQ(j["kind"], "Deployment");
   EXPECT_EQ(j["restart_policy"], Json({{"policy", "on_failure"},
@@ -199,6 +263,9 @@ TEST(DeploymentCodecTest, RoundTripsThroughTheStoredForm) {
                                        {"reset_after_s", 120}}));
   EXPECT_EQ(j["revision"], 7);
   EXPECT_EQ(j["next_instance_seq"], 42);
+  EXPECT_EQ(j["latest_revision"], 9);
+  EXPECT_EQ(j["stable_revision"], 6);
+  EXPECT_EQ(j["rollout"], ToJson(d->rollout));
   absl::StatusOr<Deployment> back = DeploymentFromStored(j);
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(ToJson(*back), j);
@@ -206,19 +273,63 @@ TEST(DeploymentCodecTest, RoundTripsThroughTheStoredForm) {
   EXPECT_EQ(back->revision, 7);
   EXPECT_EQ(back->next_instance_seq, 42);
   EXPECT_EQ(back->updated_at, d->updated_at);
+  EXPECT_EQ(back->latest_revision, 9);
+  EXPECT_EQ(back->stable_revision, 6);
+  EXPECT_EQ(back->rollout.to_revision, 7);
+  EXPECT_EQ(back->rollout.started_at, d->rollout.started_at);
+  EXPECT_EQ(back->rollout.analysis->step, 2);
+  EXPECT_EQ(back->strategy_spec.max_surge, (IntOrPercent{3, false}));
   // Re-applying what the API returned is accepted; the server-owned fields are ignored.
   absl::StatusOr<Deployment> reapplied = DeploymentFromJson(j);
   ASSERT_TRUE(reapplied.ok()) << reapplied.status();
   EXPECT_EQ(reapplied->revision, 1);
+  EXPECT_EQ(reapplied->latest_revision, 1);
+  EXPECT_EQ(reapplied->stable_revision, 1);
+  EXPECT_EQ(reapplied->rollout.phase, "");
   EXPECT_EQ(reapplied->tenant, "default");
   EXPECT_EQ(reapplied->replicas, 20);
 }
 
 TEST(DeploymentCodecTest, StoredFormRefusesCorruptBookkeeping) {
+  const std::pair<std::function<void(Json&)>, std::string> cases[] = {
+      {[](Json& j) { j["revision"] = "seven"; },
+       "stored deployment: deployment.revision: must be an integer"},
+      {[](Json& j) { j["latest_revision"] = 0; },
+       "stored deployment: deployment.latest_revision: must be a positive integer"},
+      {[](Json& j) { j["stable_revision"] = -1; },
+       "stored deployment: deployment.stable_revision: must not be negative"},
+      {[](Json& j) { j["rollout"]["weight"] = 150; },
+       "stored deployment: deployment.rollout.weight: must be at most 100, got 150"},
+      {[](Json& j) { j["rollout"]["analysis"] = {{"phase", 3}}; },
+       "stored deployment: deployment.rollout.analysis.phase: must be a string"},
+      {[](Json& j) { j["rollout"] = "Complete"; },
+       "stored deployment: deployment.rollout: must be an object"},
+  };
+  for (const auto& [mutate, want] : cases) {
+    Json j = ToJson(*DeploymentFromJson(Base()));
+    mutate(j);
+    absl::StatusOr<Deployment> d = DeploymentFromStored(j);
+    ASSERT_FALSE(d.ok()) << want;
+    EXPECT_EQ(d.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(d.status().message()), HasSubstr(want));
+  }
+}
+
+// Stores written before rollouts: the current revision is the latest and the stable one.
+TEST(DeploymentCodecTest, StoredFormWithoutRolloutBookkeeping) {
   Json j = ToJson(*DeploymentFromJson(Base()));
-  j["revision"] = "seven";
-  EXPECT_THAT(std::string(DeploymentFromStored(j).status().message()),
-              HasSubstr("stored deployment: deployment.revision: must be an integer"));
+  j["revision"] = 4;
+  j.erase("latest_revision");
+  j.erase("stable_revision");
+  j.erase("rollout");
+  absl::StatusOr<Deployment> d = DeploymentFromStored(j);
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->revision, 4);
+  EXPECT_EQ(d->latest_revision, 4);
+  EXPECT_EQ(d->stable_revision, 4);
+  EXPECT_EQ(ToJson(d->rollout), ToJson(RolloutState()));
+  j["rollout"] = nullptr;
+  EXPECT_TRUE(DeploymentFromStored(j).ok());
 }
 
 }  // namespace

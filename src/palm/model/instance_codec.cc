@@ -105,6 +105,7 @@ Json ToJson(const Instance& inst, bool internal) {
         {"reason", inst.health_reason.empty() ? Json(nullptr) : Json(inst.health_reason)},
         {"since", palm::FormatTime(inst.health_since)}}},
       {"ready", inst.ready},
+      {"ready_since", TimeJson(inst.ready_since)},
       {"last_heartbeat", TimeJson(inst.last_heartbeat)},
       {"metrics", inst.metrics},
       {"log_path", inst.log_path},
@@ -125,8 +126,9 @@ absl::StatusOr<Instance> InstanceFromStored(const Json& doc) {
   FieldReader r(doc, "instance",
                 {"id", "tenant", "deployment", "spec", "revision", "state", "pid", "restarts",
                  "last_exit", "last_error", "started_at", "ports", "health", "ready",
-                 "last_heartbeat", "metrics", "log_path", "created_at", "updated_at", "seq",
-                 "proc_start_time", "consecutive_failures", "next_start_at", "token_hash"});
+                 "ready_since", "last_heartbeat", "metrics", "log_path", "created_at",
+                 "updated_at", "seq", "proc_start_time", "consecutive_failures", "next_start_at",
+                 "token_hash"});
   Instance inst;
   absl::Status st = [&]() -> absl::Status {
     PALM_RETURN_IF_ERROR(r.Check());
@@ -153,6 +155,7 @@ absl::StatusOr<Instance> InstanceFromStored(const Json& doc) {
     PALM_RETURN_IF_ERROR(ReadPorts(r, &inst.ports));
     PALM_RETURN_IF_ERROR(ReadHealth(r, &inst));
     PALM_RETURN_IF_ERROR(r.Bool("ready", &inst.ready));
+    PALM_RETURN_IF_ERROR(r.OptTime("ready_since", &inst.ready_since));
     PALM_RETURN_IF_ERROR(r.OptTime("last_heartbeat", &inst.last_heartbeat));
     PALM_RETURN_IF_ERROR(r.Object("metrics", &inst.metrics));
     PALM_RETURN_IF_ERROR(r.String("log_path", &inst.log_path));

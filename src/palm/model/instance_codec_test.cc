@@ -31,6 +31,7 @@ Instance Full() {
   i.health_reason = "slow";
   i.health_since = T(4);
   i.ready = true;
+  i.ready_since = T(8);
   i.last_heartbeat = T(5);
   i.metrics = {{"orders_per_second", 12.5}};
   i.log_path = "/data/logs/buyer-007.log";
@@ -50,7 +51,8 @@ TEST(InstanceCodecTest, ApiForm) {
     "last_error": "spawn failed: ENOENT", "started_at": "2027-01-15T08:00:00.002Z",
     "ports": {"grpc": 41001, "http": 41000},
     "health": {"status": "Degraded", "reason": "slow", "since": "2027-01-15T08:00:00.004Z"},
-    "ready": true, "last_heartbeat": "2027-01-15T08:00:00.005Z",
+    "ready": true, "ready_since": "2027-01-15T08:00:00.008Z",
+    "last_heartbeat": "2027-01-15T08:00:00.005Z",
     "metrics": {"orders_per_second": 12.5}, "log_path": "/data/logs/buyer-007.log",
     "created_at": "2027-01-15T08:00:00.006Z", "updated_at": "2027-01-15T08:00:00.007Z"})");
   EXPECT_EQ(j, want) << j.dump(2);
@@ -66,6 +68,7 @@ TEST(InstanceCodecTest, ApiFormOfAFreshInstanceUsesNulls) {
   EXPECT_TRUE(j["last_error"].is_null());
   EXPECT_TRUE(j["started_at"].is_null());
   EXPECT_TRUE(j["last_heartbeat"].is_null());
+  EXPECT_TRUE(j["ready_since"].is_null());
   EXPECT_TRUE(j["health"]["reason"].is_null());
   EXPECT_EQ(j["health"]["status"], "Unknown");
   EXPECT_EQ(j["state"], "Pending");
@@ -112,6 +115,7 @@ TEST(InstanceCodecTest, InternalFormRoundTripsExactly) {
     EXPECT_FALSE(back->last_exit->code.has_value());
     EXPECT_EQ(back->next_start_at, i.next_start_at);
     EXPECT_EQ(back->health_since, i.health_since);
+    EXPECT_EQ(back->ready_since, i.ready_since);
     EXPECT_EQ(back->ports, i.ports);
   }
   Instance fresh;

@@ -13,6 +13,7 @@
 #include "absl/time/time.h"
 #include "nlohmann/json.hpp"
 #include "palm/model/health_check.h"
+#include "palm/model/rollout.h"
 
 namespace palm::model {
 
@@ -75,14 +76,20 @@ struct Deployment {
   int64_t replicas = 1;
   Json config = Json::object();        // merged over the spec's config
   StringMap env;                       // merged over the spec's env
-  Json strategy = Json::object();      // kept verbatim; rollouts come with their issue
+  Json strategy = Json::object();      // kept verbatim (what the API echoes)
+  Strategy strategy_spec;              // `strategy` parsed and validated (rollout.h)
   RestartPolicy restart_policy;
   int64_t revision_history_limit = 10;
   StringMap labels;
   absl::Time created_at;
   absl::Time updated_at;
   // Bookkeeping owned by the daemon, persisted with the deployment.
-  int64_t revision = 1;                // bumped when spec/config/env change
+  // The revision the deployment's template (spec, config, env) is: what a rollout rolls
+  // to. A template change makes latest_revision + 1; undo goes back to an older one.
+  int64_t revision = 1;
+  int64_t latest_revision = 1;         // the highest revision number issued
+  int64_t stable_revision = 1;         // the last revision that completed a rollout
+  RolloutState rollout;                // the rollout under way, or the last one
   int64_t next_instance_seq = 1;       // instance ids are never reused
   // `palm deployment drain`: every instance drains and stops; none is started until resume.
   bool drained = false;
@@ -137,6 +144,7 @@ struct Instance {
   std::string health_reason;
   absl::Time health_since;
   bool ready = false;
+  std::optional<absl::Time> ready_since;  // ready without a break since (min_ready_s)
   std::optional<absl::Time> last_heartbeat;
   Json metrics = Json::object();       // last reported by the agent
   std::string log_path;

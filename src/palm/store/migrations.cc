@@ -87,6 +87,18 @@ CREATE INDEX tasks_active ON tasks (seq) WHERE state IN ('Queued', 'Assigned');
 CREATE INDEX tasks_finished ON tasks (seq) WHERE state NOT IN ('Queued', 'Assigned');
 )sql";
 
+// Revisions (DESIGN.md section 3, Deployment): each deployment's pod-template history, one
+// row per revision. Listed by primary key; deleting a deployment deletes its revisions.
+constexpr std::string_view kV4 = R"sql(
+CREATE TABLE revisions (
+  tenant     TEXT NOT NULL CHECK (tenant <> ''),
+  deployment TEXT NOT NULL CHECK (deployment <> ''),
+  revision   INTEGER NOT NULL CHECK (revision > 0),
+  doc        TEXT NOT NULL,
+  PRIMARY KEY (tenant, deployment, revision)
+);
+)sql";
+
 absl::StatusOr<int> CurrentVersion(sqlite3* db, std::string_view name) {
   sqlite3_stmt* stmt = nullptr;
   int rc = sqlite3_prepare_v2(db, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations", -1,
@@ -106,6 +118,7 @@ const std::vector<Migration>& Migrations() {
       {1, "specs, deployments, instances, tokens, meta", kV1},
       {2, "events", kV2},
       {3, "tasks", kV3},
+      {4, "revisions", kV4},
   };
   return *steps;
 }

@@ -18,9 +18,9 @@ namespace palm::store {
 
 bool WriteBatch::empty() const {
   return put_specs.empty() && put_deployments.empty() && delete_deployments.empty() &&
-         put_instances.empty() && delete_instances.empty() && put_tokens.empty() &&
-         delete_tokens.empty() && put_tasks.empty() && put_events.empty() &&
-         delete_events_through == 0;
+         put_revisions.empty() && delete_revisions.empty() && put_instances.empty() &&
+         delete_instances.empty() && put_tokens.empty() && delete_tokens.empty() &&
+         put_tasks.empty() && put_events.empty() && delete_events_through == 0;
 }
 
 namespace {
@@ -39,6 +39,13 @@ constexpr char kPutDeployment[] =
     "INSERT INTO deployments (tenant, name, doc) VALUES (?1, ?2, ?3) "
     "ON CONFLICT (tenant, name) DO UPDATE SET doc = excluded.doc";
 constexpr char kDeleteDeployment[] = "DELETE FROM deployments WHERE tenant = ?1 AND name = ?2";
+constexpr char kPutRevision[] =
+    "INSERT INTO revisions (tenant, deployment, revision, doc) VALUES (?1, ?2, ?3, ?4) "
+    "ON CONFLICT (tenant, deployment, revision) DO UPDATE SET doc = excluded.doc";
+constexpr char kDeleteRevision[] =
+    "DELETE FROM revisions WHERE tenant = ?1 AND deployment = ?2 AND revision = ?3";
+constexpr char kDeleteDeploymentRevisions[] =
+    "DELETE FROM revisions WHERE tenant = ?1 AND deployment = ?2";
 constexpr char kPutInstance[] =
     "INSERT INTO instances (tenant, id, deployment, doc) VALUES (?1, ?2, ?3, ?4) "
     "ON CONFLICT (tenant, id) DO UPDATE SET deployment = excluded.deployment, doc = excluded.doc";
@@ -52,6 +59,9 @@ constexpr char kDeleteToken[] = "DELETE FROM tokens WHERE hash = ?1";
 constexpr char kListSpecs[] =
     "SELECT tenant, name, version, doc, deprecated FROM specs ORDER BY rowid";
 constexpr char kListDeployments[] = "SELECT tenant, name, doc FROM deployments ORDER BY rowid";
+constexpr char kListRevisions[] =
+    "SELECT tenant, deployment, revision, doc FROM revisions "
+    "ORDER BY tenant, deployment, revision";
 constexpr char kListInstances[] =
     "SELECT tenant, id, deployment, doc FROM instances ORDER BY rowid";
 constexpr char kListTokens[] =
@@ -215,6 +225,18 @@ class SqliteStore final : public Store {
     return rows;
   }
 
+  absl::StatusOr<std::vector<RevisionRow>> ListRevisions() override {
+    std::vector<RevisionRow> rows;
+    PALM_RETURN_IF_ERROR(Query(kListRevisions, "revisions", [&](sqlite3_stmt* s) -> absl::Status {
+      RevisionRow r{ColumnText(s, 0), ColumnText(s, 1), sqlite3_column_int64(s, 2), {}};
+      std::string key = absl::StrCat(r.tenant, "/", r.deployment, "/", r.revision);
+      PALM_ASSIGN_OR_RETURN(r.doc, ParseDoc(s, 3, "revisions", key));
+      rows.push_back(std::move(r));
+      return absl::OkStatus();
+    }));
+    return rows;
+  }
+
   absl::StatusOr<std::vector<TokenRow>> ListTokens() override {
     std::vector<TokenRow> rows;
     PALM_RETURN_IF_ERROR(Query(kListTokens, "tokens", [&](sqlite3_stmt* s) -> absl::Status {
@@ -362,6 +384,11 @@ class SqliteStore final : public Store {
     }
     for (const auto& [tenant, name] : b.delete_deployments) {
       PALM_RETURN_IF_ERROR(Run(kDeleteDeployment, "deleting deployment " + name, {tenant, name}));
+      PALM_RETURN_IF_ERROR(
+          Run(kDeleteDeploymentRevisions, "deleting the revisions of " + name, {tenant, name}));
+    }
+    for (const RevisionRow& r : b.delete_revisions) {
+      PALM_RETURN_IF_ERROR(PutOrDeleteRevision(kDeleteRevision, r, nullptr));
     }
     for (const std::string& hash : b.delete_tokens) {
       PALM_RETURN_IF_ERROR(Run(kDeleteToken, "deleting a token", {hash}));
@@ -387,6 +414,11 @@ class SqliteStore final : public Store {
       std::string what = "deployment " + r.name;
       PALM_ASSIGN_OR_RETURN(std::string doc, DocText(r.doc, what));
       PALM_RETURN_IF_ERROR(Run(kPutDeployment, "writing " + what, {r.tenant, r.name, doc}));
+    }
+    for (const RevisionRow& r : b.put_revisions) {
+      std::string what = absl::StrCat("revision ", r.revision, " of ", r.deployment);
+      PALM_ASSIGN_OR_RETURN(std::string doc, DocText(r.doc, what));
+      PALM_RETURN_IF_ERROR(PutOrDeleteRevision(kPutRevision, r, &doc));
     }
     for (const InstanceRow& r : b.put_instances) {
       std::string what = "instance " + r.id;
@@ -442,6 +474,18 @@ class SqliteStore final : public Store {
       PALM_RETURN_IF_ERROR(Step(s, "pruning events"));
     }
     return absl::OkStatus();
+  }
+
+  // kPutRevision (with `doc`) or kDeleteRevision (without).
+  absl::Status PutOrDeleteRevision(const char* sql, const RevisionRow& r, const std::string* doc) {
+    PALM_ASSIGN_OR_RETURN(sqlite3_stmt * s, Stmt(sql));
+    StmtScope scope(s);
+    BindText(s, 1, r.tenant);
+    BindText(s, 2, r.deployment);
+    sqlite3_bind_int64(s, 3, r.revision);
+    if (doc != nullptr) BindText(s, 4, *doc);
+    return Step(s, absl::StrCat(doc != nullptr ? "writing" : "deleting", " revision ", r.revision,
+                                " of ", r.deployment));
   }
 
   absl::StatusOr<int64_t> PruneInTransaction(int64_t keep) {

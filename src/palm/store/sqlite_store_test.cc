@@ -131,9 +131,9 @@ TEST_F(StoreTest, MigratesFromEmpty) {
   auto s = Open();
   ASSERT_NE(s, nullptr);
   EXPECT_EQ(s->SchemaVersion(), LatestSchemaVersion());
-  EXPECT_EQ(LatestSchemaVersion(), 3);
+  EXPECT_EQ(LatestSchemaVersion(), 4);
   EXPECT_TRUE(s->Healthy());
-  EXPECT_EQ(Query("SELECT count(*) FROM schema_migrations"), "3");
+  EXPECT_EQ(Query("SELECT count(*) FROM schema_migrations"), "4");
   EXPECT_THAT(Query("SELECT applied_at FROM schema_migrations WHERE version = 1"),
               HasSubstr("T"));
   EXPECT_EQ(Query("PRAGMA journal_mode"), "wal");
@@ -169,7 +169,7 @@ TEST_F(StoreTest, ReopenKeepsDataAndSchemaVersion) {
   auto s = Open();
   ASSERT_NE(s, nullptr);
   EXPECT_EQ(s->SchemaVersion(), LatestSchemaVersion());
-  EXPECT_EQ(Query("SELECT count(*) FROM schema_migrations"), "3");
+  EXPECT_EQ(Query("SELECT count(*) FROM schema_migrations"), "4");
   ExpectEverything(*s);
   EXPECT_EQ(*s->GetMeta("admin_token_hash"), "abc");
 }
@@ -181,7 +181,7 @@ TEST_F(StoreTest, RefusesADatabaseFromANewerPalm) {
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(s.status().message(),
-            "palm.db has schema version 7 but this palm knows up to 3: upgrade palm");
+            "palm.db has schema version 7 but this palm knows up to 4: upgrade palm");
   EXPECT_EQ(ErrorCode(s.status()), "STORE_TOO_NEW");
   EXPECT_EQ(Query("SELECT max(version) FROM schema_migrations"), "7") << "left untouched";
 }
@@ -789,8 +789,8 @@ TEST_F(StoreTest, MigratesAVersion2StoreToTasks) {
 
   auto s = Open();
   ASSERT_NE(s, nullptr);
-  EXPECT_EQ(s->SchemaVersion(), 3);
-  EXPECT_EQ(Query("SELECT group_concat(version) FROM schema_migrations"), "1,2,3");
+  EXPECT_EQ(s->SchemaVersion(), LatestSchemaVersion());
+  EXPECT_EQ(Query("SELECT group_concat(version) FROM schema_migrations"), "1,2,3,4");
   EXPECT_EQ(Query("SELECT count(*) FROM sqlite_master WHERE name IN ('tasks', "
                   "'tasks_by_idempotency_key', 'tasks_by_tenant', 'tasks_by_deployment', "
                   "'tasks_by_state', 'tasks_active', 'tasks_finished')"),
@@ -804,6 +804,150 @@ TEST_F(StoreTest, MigratesAVersion2StoreToTasks) {
   b.put_tasks.push_back(Task(1));
   ASSERT_TRUE(s->Apply(b).ok());
   EXPECT_EQ(s->ListActiveTasks()->size(), 1u);
+}
+
+RevisionRow Rev(const std::string& tenant, const std::string& deployment, int64_t n,
+               const std::string& spec = "buyer@1.0.0") {
+  return {tenant, deployment, n, Json{{"revision", n}, {"spec", spec}}};
+}
+
+std::vector<std::string> RevisionKeys(Store& s) {
+  std::vector<std::string> keys;
+  absl::StatusOr<std::vector<RevisionRow>> rows = s.ListRevisions();
+  EXPECT_TRUE(rows.ok()) << rows.status();
+  if (!rows.ok()) return keys;
+  for (const RevisionRow& r : *rows) {
+    EXPECT_EQ(r.doc["revision"], r.revision);
+    keys.push_back(absl::StrCat(r.tenant, "/", r.deployment, "/", r.revision));
+  }
+  return keys;
+}
+
+TEST_F(StoreTest, RevisionsArePutListedByKeyAndDeleted) {
+  auto s = Open();
+  EXPECT_TRUE(s->ListRevisions()->empty());
+  WriteBatch b;
+  for (const auto& r : {Rev("default", "web", 10), Rev("default", "web", 2), Rev("acme", "web", 1),
+                        Rev("default", "api", 1), Rev("default", "web", 9)}) {
+    b.put_revisions.push_back(r);
+  }
+  EXPECT_FALSE(b.empty());
+  ASSERT_TRUE(s->Apply(b).ok());
+  EXPECT_THAT(RevisionKeys(*s),
+              ::testing::ElementsAre("acme/web/1", "default/api/1", "default/web/2",
+                                     "default/web/9", "default/web/10"))
+      << "by tenant, deployment, then revision as a number";
+
+  WriteBatch update;
+  update.put_revisions.push_back(Rev("default", "web", 2, "buyer@2.0.0"));  // replaces
+  update.delete_revisions.push_back(Rev("default", "web", 9));
+  update.delete_revisions.push_back(Rev("default", "web", 77));  // absent: nothing to do
+  EXPECT_FALSE(update.empty());
+  ASSERT_TRUE(s->Apply(update).ok());
+  auto rows = *s->ListRevisions();
+  ASSERT_EQ(rows.size(), 4u);
+  EXPECT_EQ(rows[2].doc["spec"], "buyer@2.0.0");
+  EXPECT_THAT(RevisionKeys(*s), ::testing::ElementsAre("acme/web/1", "default/api/1",
+                                                        "default/web/2", "default/web/10"));
+
+  WriteBatch only_deletes;
+  only_deletes.delete_revisions.push_back(Rev("default", "api", 1));
+  EXPECT_FALSE(only_deletes.empty()) << "a batch of revision deletes is applied";
+  ASSERT_TRUE(s->Apply(only_deletes).ok());
+  EXPECT_EQ(s->ListRevisions()->size(), 3u);
+
+  // The same key deleted and put in one batch ends up put.
+  WriteBatch both;
+  both.delete_revisions.push_back(Rev("default", "web", 10));
+  both.put_revisions.push_back(Rev("default", "web", 10, "buyer@3.0.0"));
+  ASSERT_TRUE(s->Apply(both).ok());
+  EXPECT_EQ(s->ListRevisions()->back().doc["spec"], "buyer@3.0.0");
+}
+
+TEST_F(StoreTest, DeletingADeploymentDeletesItsRevisionsOnly) {
+  auto s = Open();
+  WriteBatch b;
+  b.put_deployments.push_back({"default", "web", {{"name", "web"}}});
+  b.put_deployments.push_back({"acme", "web", {{"name", "web"}}});
+  for (const auto& r : {Rev("default", "web", 1), Rev("default", "web", 2), Rev("acme", "web", 1),
+                        Rev("default", "webby", 1)}) {
+    b.put_revisions.push_back(r);
+  }
+  ASSERT_TRUE(s->Apply(b).ok());
+  WriteBatch del;
+  del.delete_deployments.push_back({"default", "web"});
+  ASSERT_TRUE(s->Apply(del).ok());
+  EXPECT_THAT(RevisionKeys(*s), ::testing::ElementsAre("acme/web/1", "default/webby/1"))
+      << "another tenant's deployment of the same name keeps its revisions";
+  // A deployment deleted and created again in one batch keeps the revisions put with it.
+  WriteBatch again;
+  again.delete_deployments.push_back({"acme", "web"});
+  again.put_deployments.push_back({"acme", "web", {{"name", "web"}}});
+  again.put_revisions.push_back(Rev("acme", "web", 1, "buyer@9.0.0"));
+  ASSERT_TRUE(s->Apply(again).ok());
+  auto rows = *s->ListRevisions();
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0].doc["spec"], "buyer@9.0.0");
+}
+
+TEST_F(StoreTest, RevisionRowsAreCheckedAndABadOneRollsTheBatchBack) {
+  auto s = Open();
+  const std::pair<std::string, RevisionRow> bad[] = {
+      {"writing revision 0 of web", Rev("default", "web", 0)},
+      {"writing revision 1 of ", Rev("default", "", 1)},
+      {"writing revision 1 of web", Rev("", "web", 1)},
+      {"document cannot be stored", {"default", "web", 1, Json{{"x", "\xff"}}}},
+  };
+  for (const auto& [want, row] : bad) {
+    WriteBatch b;
+    b.put_deployments.push_back({"default", "web", {{"name", "web"}}});
+    b.put_revisions.push_back(Rev("default", "web", 5));
+    b.put_revisions.push_back(row);
+    absl::Status st = s->Apply(b);
+    ASSERT_FALSE(st.ok()) << want;
+    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
+    EXPECT_THAT(std::string(st.message()), HasSubstr(want));
+    EXPECT_TRUE(s->ListRevisions()->empty());
+    EXPECT_TRUE(s->ListDeployments()->empty());
+  }
+}
+
+TEST_F(StoreTest, ACorruptRevisionDocumentIsDataLoss) {
+  auto s = Open();
+  ExecRaw("INSERT INTO revisions VALUES ('default', 'web', 3, '{not json')");
+  absl::StatusOr<std::vector<RevisionRow>> rows = s->ListRevisions();
+  ASSERT_FALSE(rows.ok());
+  EXPECT_EQ(rows.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(std::string(rows.status().message()),
+              HasSubstr("palm.db: revisions row default/web/3: doc is not valid JSON"));
+}
+
+TEST_F(StoreTest, MigratesAVersion3StoreToRevisions) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+  std::vector<Migration> v3(Migrations().begin(), Migrations().begin() + 3);
+  absl::StatusOr<int> v = Migrate(db, "palm.db", v3);
+  ASSERT_TRUE(v.ok()) << v.status();
+  ASSERT_EQ(*v, 3);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "INSERT INTO deployments VALUES ('default', 'fleet', '{\"revision\":3}')",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK)
+      << sqlite3_errmsg(db);
+  sqlite3_close(db);
+
+  auto s = Open();
+  ASSERT_NE(s, nullptr);
+  EXPECT_EQ(s->SchemaVersion(), 4);
+  EXPECT_EQ(Query("SELECT group_concat(version) FROM schema_migrations"), "1,2,3,4");
+  EXPECT_EQ(Query("SELECT count(*) FROM sqlite_master WHERE name = 'revisions'"), "1");
+  ASSERT_EQ(s->ListDeployments()->size(), 1u);
+  EXPECT_EQ((*s->ListDeployments())[0].doc["revision"], 3);
+  EXPECT_TRUE(s->ListRevisions()->empty());
+  WriteBatch b;
+  b.put_revisions.push_back(Rev("default", "fleet", 3));
+  ASSERT_TRUE(s->Apply(b).ok());
+  EXPECT_THAT(RevisionKeys(*s), ::testing::ElementsAre("default/fleet/3"));
 }
 
 // Task writes run at ~15,000 rows/s in group-committed batches; this logs what a batch costs.

@@ -31,6 +31,13 @@ struct DeploymentRow {
   Json doc;  // desired state + bookkeeping
 };
 
+// One revision of a deployment's template (model::Revision's stored form).
+struct RevisionRow {
+  std::string tenant, deployment;
+  int64_t revision = 0;
+  Json doc;
+};
+
 struct InstanceRow {
   std::string tenant, id, deployment;
   Json doc;
@@ -74,7 +81,10 @@ struct TaskQuery {
 struct WriteBatch {
   std::vector<SpecRow> put_specs;
   std::vector<DeploymentRow> put_deployments;
-  std::vector<std::pair<std::string, std::string>> delete_deployments;  // (tenant, name)
+  // (tenant, name); also deletes the deployment's revisions.
+  std::vector<std::pair<std::string, std::string>> delete_deployments;
+  std::vector<RevisionRow> put_revisions;                               // insert or replace
+  std::vector<RevisionRow> delete_revisions;                            // by key; doc unused
   std::vector<InstanceRow> put_instances;
   std::vector<std::pair<std::string, std::string>> delete_instances;    // (tenant, id)
   std::vector<TokenRow> put_tokens;
@@ -95,6 +105,8 @@ class Store {
   virtual absl::StatusOr<std::vector<SpecRow>> ListSpecs() = 0;
   virtual absl::StatusOr<std::vector<DeploymentRow>> ListDeployments() = 0;
   virtual absl::StatusOr<std::vector<InstanceRow>> ListInstances() = 0;
+  // Every revision of every deployment, by (tenant, deployment, revision).
+  virtual absl::StatusOr<std::vector<RevisionRow>> ListRevisions() = 0;
   virtual absl::StatusOr<std::vector<TokenRow>> ListTokens() = 0;
 
   // Events with seq > after_seq in seq order, at most `limit`; optionally of one tenant /

@@ -46,6 +46,9 @@ class CountingStore final : public store::Store {
   absl::StatusOr<std::vector<store::InstanceRow>> ListInstances() override {
     return real_->ListInstances();
   }
+  absl::StatusOr<std::vector<store::RevisionRow>> ListRevisions() override {
+    return real_->ListRevisions();
+  }
   absl::StatusOr<std::vector<store::TokenRow>> ListTokens() override {
     return real_->ListTokens();
   }
