@@ -14,7 +14,8 @@
 //   to their text as Docker Compose does (4 -> "4", false -> "false", 0.25 -> "0.25");
 //   null, lists and objects are refused. Quote values such as "1.10" to keep them verbatim.
 // - Server-owned fields (tenant, created_at, updated_at, deprecated, revision,
-//   next_instance_seq, status) in a user document are accepted and ignored, so the output of
+//   latest_revision, stable_revision, rollout, next_instance_seq, status) in a user document
+//   are accepted and ignored, so the output of
 //   `palm ... get -o yaml` can be applied again (as kubectl does).
 // - Deployment `autoscaling` and `budget` are accepted only as null until those features
 //   exist: an object is refused rather than silently ignored.
