@@ -113,11 +113,27 @@ class SupervisorTest : public ::testing::Test {
     return ids;
   }
 
-  static void SetStrategy(model::Deployment& d, model::Json doc) {
-    auto parsed = model::ParseStrategy(doc, "deployment.strategy");
+  // Creates "web" with `strategy` (a strategy document) and lets it come up.
+  void DeployWith(int64_t replicas, model::Json strategy, int64_t history_limit = 10) {
+    model::Deployment d;
+    d.name = "web";
+    d.spec = "agent@1.0.0";
+    d.replicas = replicas;
+    d.revision_history_limit = history_limit;
+    auto parsed = model::ParseStrategy(strategy, "deployment.strategy");
     ASSERT_TRUE(parsed.ok()) << parsed.status();
-    d.strategy = std::move(doc);
+    d.strategy = std::move(strategy);
     d.strategy_spec = *parsed;
+    ASSERT_TRUE(sup_->CreateDeployment(d).ok());
+    Settle();
+  }
+  // Applies "web" with a new config: a new revision and a rollout to it.
+  void ChangeConfig(model::Json config) {
+    model::Deployment d = **sup_->GetDeployment(key_);
+    d.config = std::move(config);
+    bool created = false;
+    auto applied = sup_->ApplyDeployment(d, &created);
+    ASSERT_TRUE(applied.ok()) << applied.status();
   }
 
   // Reconciles and lets stopping instances exit until nothing is left to do (a rollout
@@ -469,17 +485,8 @@ TEST_F(SupervisorTest, NewRevisionReplacesOldInstances) {
 
 TEST_F(SupervisorTest, RollingUpdateKeepsItsBoundsAtEveryTransition) {
   RegisterSpec();
-  model::Deployment d;
-  d.name = "web";
-  d.spec = "agent@1.0.0";
-  d.replicas = 6;
-  SetStrategy(d, {{"type", "rolling"}, {"max_surge", 2}, {"max_unavailable", 1}});
-  ASSERT_TRUE(sup_->CreateDeployment(d).ok());
-  Settle();
-  d = **sup_->GetDeployment(key_);
-  d.config = {{"v", 2}};
-  bool created = false;
-  ASSERT_TRUE(sup_->ApplyDeployment(d, &created).ok());
+  DeployWith(6, {{"type", "rolling"}, {"max_surge", 2}, {"max_unavailable", 1}});
+  ChangeConfig({{"v", 2}});
   int transitions = 0;
   auto check = [&] {
     ++transitions;
@@ -505,18 +512,9 @@ TEST_F(SupervisorTest, RollingUpdateKeepsItsBoundsAtEveryTransition) {
 
 TEST_F(SupervisorTest, ACanaryPausedAtAStepResumesThereAfterARestart) {
   RegisterSpec();
-  model::Deployment d;
-  d.name = "web";
-  d.spec = "agent@1.0.0";
-  d.replicas = 4;
-  SetStrategy(d, {{"type", "canary"},
-                  {"steps", {{{"set_weight", 25}}, {{"pause", model::Json::object()}}}}});
-  ASSERT_TRUE(sup_->CreateDeployment(d).ok());
-  Settle();
-  d = **sup_->GetDeployment(key_);
-  d.config = {{"v", 2}};
-  bool created = false;
-  ASSERT_TRUE(sup_->ApplyDeployment(d, &created).ok());
+  DeployWith(4, {{"type", "canary"},
+                 {"steps", {{{"set_weight", 25}}, {{"pause", model::Json::object()}}}}});
+  ChangeConfig({{"v", 2}});
   Settle();
   std::vector<std::string> before = Ids();
   EXPECT_EQ(before.size(), 5u);  // 4 stable + 1 canary
@@ -541,18 +539,9 @@ TEST_F(SupervisorTest, ACanaryPausedAtAStepResumesThereAfterARestart) {
 
 TEST_F(SupervisorTest, UndoGoesBackToAnEarlierRevisionAndPrunedOnesAreRefused) {
   RegisterSpec();
-  model::Deployment d;
-  d.name = "web";
-  d.spec = "agent@1.0.0";
-  d.replicas = 2;
-  d.revision_history_limit = 1;
-  ASSERT_TRUE(sup_->CreateDeployment(d).ok());
-  Settle();
+  DeployWith(2, model::Json::object(), /*history_limit=*/1);
   for (int v = 2; v <= 4; ++v) {
-    d = **sup_->GetDeployment(key_);
-    d.config = {{"v", v}};
-    bool created = false;
-    ASSERT_TRUE(sup_->ApplyDeployment(d, &created).ok());
+    ChangeConfig({{"v", v}});
     Settle();
   }
   EXPECT_EQ((*sup_->GetDeployment(key_))->revision, 4);
