@@ -510,6 +510,54 @@ TEST_F(SupervisorTest, RollingUpdateKeepsItsBoundsAtEveryTransition) {
   }
 }
 
+TEST_F(SupervisorTest, OldInstancesWaitUntilTheNewOnesWereReadyForMinReadyS) {
+  RegisterSpec();
+  DeployWith(2, {{"type", "rolling"}, {"max_surge", 2}, {"max_unavailable", 0},
+                 {"min_ready_s", 10}});
+  ChangeConfig({{"v", 2}});
+  absl::Time wake = Reconcile();
+  EXPECT_EQ(Ids().size(), 4u);  // both new ones run, nothing old stopped yet
+  EXPECT_EQ(wake, clock_.Now() + absl::Seconds(10));
+  clock_.Advance(absl::Seconds(9));
+  Settle();
+  EXPECT_EQ(Ids().size(), 4u);
+  clock_.Advance(absl::Seconds(1));
+  Settle();
+  EXPECT_THAT(Ids(), ElementsAre("web-003", "web-004"));
+  EXPECT_EQ((*sup_->GetDeployment(key_))->stable_revision, 2);
+}
+
+TEST_F(SupervisorTest, ARolloutPastItsDeadlineRollsBackByItself) {
+  RegisterSpec();
+  model::AgentSpec broken;
+  broken.name = "agent";
+  broken.version = "2.0.0";
+  broken.command = {"/bin/broken"};
+  bool created = false;
+  ASSERT_TRUE(sup_->RegisterSpec(broken, &created).ok());
+  rt_.FailSpawnsFor("/bin/broken", absl::NotFoundError("no such file"));
+  DeployWith(2, {{"type", "rolling"}, {"max_surge", 1}, {"max_unavailable", 0},
+                 {"progress_deadline_s", 30}, {"auto_rollback", true}});
+  model::Deployment d = **sup_->GetDeployment(key_);
+  d.spec = "agent@2.0.0";
+  ASSERT_TRUE(sup_->ApplyDeployment(d, &created).ok());
+  Settle();
+  EXPECT_EQ((*sup_->GetDeployment(key_))->revision, 2);
+  for (int i = 0; i < 4; ++i) {  // the new instance keeps failing to start
+    clock_.Advance(absl::Seconds(10));
+    Settle();
+  }
+  const model::Deployment& after = **sup_->GetDeployment(key_);
+  EXPECT_EQ(after.revision, 1);
+  EXPECT_EQ(after.spec, "agent@1.0.0");  // the template is back
+  EXPECT_EQ(after.stable_revision, 1);
+  EXPECT_THAT(Ids(), ElementsAre("web-001", "web-002"));  // never touched
+  auto history = sup_->History(key_);
+  ASSERT_TRUE(history.ok());
+  EXPECT_EQ(history->back().outcome, "RolledBack");
+  EXPECT_THAT(history->back().outcome_message, ::testing::HasSubstr("progress_deadline_s"));
+}
+
 TEST_F(SupervisorTest, ACanaryPausedAtAStepResumesThereAfterARestart) {
   RegisterSpec();
   DeployWith(4, {{"type", "canary"},
