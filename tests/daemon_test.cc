@@ -2,8 +2,10 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <set>
 #include <thread>
 
@@ -394,6 +396,76 @@ TEST_F(DaemonTest, EventsRecordLifecycleAndTheStreamResumesWithoutLossOrDuplicat
   daemon_.Start();
   auto after = daemon_.Call("GET", "/v1/events?since=0&limit=10000").body["items"];
   EXPECT_GE(after.size(), all.size());
+}
+
+// Reads pages of `limit` events from `path` + "&since=" + cursor, following `next`, until
+// `done` says so or `next` is null. Checks every full page has exactly `limit` items.
+std::vector<Json> EventPages(Daemon& d, const std::string& path, int64_t since, size_t limit,
+                             const std::function<bool(const std::vector<Json>&)>& done) {
+  std::vector<Json> out;
+  Json cursor = since;
+  for (int pages = 0; !cursor.is_null() && pages < 1000 && !done(out); ++pages) {
+    auto r = d.Call("GET", absl::StrCat(path, "&limit=", limit, "&since=", cursor.dump()));
+    EXPECT_EQ(r.status, 200u) << r.body;
+    if (r.status != 200u) break;
+    EXPECT_LE(r.body["items"].size(), limit);
+    if (!r.body["next"].is_null()) {
+      EXPECT_EQ(r.body["items"].size(), limit);
+      EXPECT_EQ(r.body["next"], r.body["items"].back()["seq"]) << "next is the last item's seq";
+    }
+    out.insert(out.end(), r.body["items"].begin(), r.body["items"].end());
+    cursor = r.body["next"];
+  }
+  return out;
+}
+
+std::vector<int64_t> Seqs(const std::vector<Json>& events) {
+  std::vector<int64_t> seqs;
+  for (const auto& e : events) seqs.push_back(e["seq"]);
+  return seqs;
+}
+
+TEST_F(DaemonTest, EventsListNewestFirstWithOrderDescAndPageBothWays) {
+  daemon_.RegisterSpec(SleepSpec());
+  daemon_.CreateDeployment({{"name", "fleet"}, {"spec", "sleeper@1.0.0"}, {"replicas", 3}});
+  ASSERT_TRUE(daemon_.WaitRunning("fleet", 3));
+  ASSERT_EQ(daemon_.Call("POST", "/v1/deployments/fleet/scale", {{"replicas", 4}}).status, 200u);
+  ASSERT_TRUE(daemon_.WaitRunning("fleet", 4));
+  auto listed = daemon_.Call("GET", "/v1/events?since=0&limit=10000").body["items"];
+  std::vector<Json> all(listed.begin(), listed.end());
+  ASSERT_GE(all.size(), 8u);
+  const int64_t newest = all.back()["seq"];
+  // The newest events come first (events may still be arriving: never older than `newest`).
+  auto desc = daemon_.Call("GET", "/v1/events?order=desc&limit=3");
+  ASSERT_EQ(desc.status, 200u);
+  std::vector<int64_t> top = Seqs({desc.body["items"].begin(), desc.body["items"].end()});
+  ASSERT_EQ(top.size(), 3u);
+  EXPECT_GE(top[0], newest) << "the newest, not the oldest reversed";
+  EXPECT_GT(top[0], top[1]);
+  EXPECT_GT(top[1], top[2]);
+  EXPECT_EQ(desc.body["next"], top[2]);
+  // Paging newest-first from just above `newest` (`since` = older than) walks back to seq 1.
+  std::vector<Json> back = EventPages(daemon_, "/v1/events?order=desc", newest + 1, 3,
+                                      [](const auto&) { return false; });
+  std::vector<int64_t> expected = Seqs(all);
+  std::reverse(expected.begin(), expected.end());
+  EXPECT_EQ(Seqs(back), expected);
+  // The same pages oldest-first.
+  std::vector<Json> forth = EventPages(daemon_, "/v1/events?order=asc", 0, 3, [&](const auto& got) {
+    return !got.empty() && got.back()["seq"] >= newest;
+  });
+  ASSERT_GE(forth.size(), all.size());
+  forth.resize(all.size());
+  EXPECT_EQ(Seqs(forth), Seqs(all));
+  // A deployment filter pages newest-first too.
+  auto fleet = daemon_.Call("GET", "/v1/events?deployment=fleet&limit=10000").body["items"];
+  std::vector<int64_t> fleet_seqs = Seqs({fleet.begin(), fleet.end()});
+  ASSERT_GE(fleet_seqs.size(), 2u);
+  auto fleet_desc = daemon_.Call(
+      "GET",
+      absl::StrCat("/v1/events?deployment=fleet&order=desc&limit=2&since=", fleet_seqs.back() + 1));
+  EXPECT_EQ(Seqs({fleet_desc.body["items"].begin(), fleet_desc.body["items"].end()}),
+            (std::vector<int64_t>{fleet_seqs.back(), fleet_seqs[fleet_seqs.size() - 2]}));
 }
 
 }  // namespace

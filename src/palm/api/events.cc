@@ -88,8 +88,12 @@ absl::StatusOr<http::Response> ServeEvents(boost::asio::io_context& io, events::
   std::string follow = req.Query("follow").value_or("");
   bool streaming = !follow.empty() && follow != "0" && follow != "false";
   std::optional<int64_t> since;
-  if (auto s = req.Query("since"); s && !s->empty()) {
-    PALM_ASSIGN_OR_RETURN(since, ParseSeq("since", *s));
+  // `after` is the cursor name of every other list (DESIGN.md section 5); `since` is the
+  // events' own and wins when both are given.
+  for (const char* name : {"after", "since"}) {
+    if (auto s = req.Query(name); s && !s->empty()) {
+      PALM_ASSIGN_OR_RETURN(since, ParseSeq(name, *s));
+    }
   }
   if (std::string last = req.Header("last-event-id"); streaming && !last.empty()) {
     PALM_ASSIGN_OR_RETURN(since, ParseSeq("Last-Event-ID", last));
@@ -99,9 +103,12 @@ absl::StatusOr<http::Response> ServeEvents(boost::asio::io_context& io, events::
   size_t limit = static_cast<size_t>(n);
 
   if (!streaming) {
-    PALM_ASSIGN_OR_RETURN(auto items, log.List(store, tenant, deployment, since.value_or(0), limit));
+    // Descending, `since` is the cursor the other way: events older than it (the `next` of
+    // the previous page, which is its oldest item).
+    const bool descending = req.Query("order").value_or("") == "desc";
+    PALM_ASSIGN_OR_RETURN(
+        auto items, log.List(store, tenant, deployment, since.value_or(0), limit, descending));
     events::Json next = items.size() == limit ? events::Json(items.back()["seq"]) : events::Json();
-    if (req.Query("order").value_or("") == "desc") std::reverse(items.begin(), items.end());
     return JsonResponse(200, {{"items", std::move(items)}, {"next", next}});
   }
 
@@ -111,7 +118,8 @@ absl::StatusOr<http::Response> ServeEvents(boost::asio::io_context& io, events::
     // Replay in pages; nothing can be published in between (same thread).
     int64_t cursor = *since;
     while (true) {
-      PALM_ASSIGN_OR_RETURN(auto page, log.List(store, tenant, deployment, cursor, kMaxLimit));
+      PALM_ASSIGN_OR_RETURN(auto page, log.List(store, tenant, deployment, cursor, kMaxLimit,
+                                                /*descending=*/false));
       for (const auto& e : page) ex->Write(SseFrame(e));
       if (page.size() < kMaxLimit) break;
       cursor = page.back()["seq"].get<int64_t>();

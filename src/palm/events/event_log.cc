@@ -12,7 +12,8 @@ EventLog::EventLog(size_t retention, size_t tail) : retention_(retention), tail_
 absl::Status EventLog::Load(store::Store& store) {
   PALM_ASSIGN_OR_RETURN(last_seq_, store.LastEventSeq());
   int64_t from = std::max<int64_t>(0, last_seq_ - static_cast<int64_t>(tail_limit_));
-  PALM_ASSIGN_OR_RETURN(auto rows, store.ListEvents(from, tail_limit_, "", ""));
+  PALM_ASSIGN_OR_RETURN(auto rows,
+                        store.ListEvents(from, tail_limit_, "", "", /*descending=*/false));
   for (auto& row : rows) tail_.push_back(std::move(row.doc));
   return absl::OkStatus();
 }
@@ -59,19 +60,38 @@ bool EventLog::Matches(const Json& event, const std::string& tenant,
 }
 
 absl::StatusOr<std::vector<Json>> EventLog::List(store::Store& store, const std::string& tenant,
-                                                 const std::string& deployment, int64_t since,
-                                                 size_t limit) const {
+                                                 const std::string& deployment, int64_t cursor,
+                                                 size_t limit, bool descending) const {
   std::vector<Json> out;
-  bool tail_covers = since >= last_seq_ ||
-                     (!tail_.empty() && tail_.front()["seq"].get<int64_t>() <= since + 1);
-  if (tail_covers) {
-    for (const Json& e : tail_) {
-      if (out.size() >= limit) break;
-      if (e["seq"].get<int64_t>() > since && Matches(e, tenant, deployment)) out.push_back(e);
+  if (descending) {
+    // Newest first: the tail holds the newest events, so walk it backwards and go to the
+    // store only for what is older than its front.
+    const int64_t before = cursor == 0 ? INT64_MAX : cursor;
+    for (auto it = tail_.rbegin(); it != tail_.rend() && out.size() < limit; ++it) {
+      if ((*it)["seq"].get<int64_t>() < before && Matches(*it, tenant, deployment)) {
+        out.push_back(*it);
+      }
+    }
+    const int64_t older_than =
+        tail_.empty() ? before : std::min(before, tail_.front()["seq"].get<int64_t>());
+    if (out.size() < limit && older_than > 1) {
+      PALM_ASSIGN_OR_RETURN(auto rows, store.ListEvents(older_than, limit - out.size(), tenant,
+                                                        deployment, /*descending=*/true));
+      for (auto& row : rows) out.push_back(std::move(row.doc));
     }
     return out;
   }
-  PALM_ASSIGN_OR_RETURN(auto rows, store.ListEvents(since, limit, tenant, deployment));
+  bool tail_covers =
+      cursor >= last_seq_ || (!tail_.empty() && tail_.front()["seq"].get<int64_t>() <= cursor + 1);
+  if (tail_covers) {
+    for (const Json& e : tail_) {
+      if (out.size() >= limit) break;
+      if (e["seq"].get<int64_t>() > cursor && Matches(e, tenant, deployment)) out.push_back(e);
+    }
+    return out;
+  }
+  PALM_ASSIGN_OR_RETURN(auto rows,
+                        store.ListEvents(cursor, limit, tenant, deployment, /*descending=*/false));
   for (auto& row : rows) out.push_back(std::move(row.doc));
   return out;
 }

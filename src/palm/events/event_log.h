@@ -55,11 +55,13 @@ class EventLog {
   // `batch` is durable: add its events to the tail and hand them to subscribers.
   void Publish(const store::WriteBatch& batch);
 
-  // Events with seq > `since`, optionally of one deployment, at most `limit`, oldest first
-  // (from memory when the tail reaches back far enough, else from the store).
+  // The tenant's events, optionally of one deployment, at most `limit`: ascending, those with
+  // seq > `cursor`, oldest first; descending, those with seq < `cursor` (0 = from the newest),
+  // newest first. Read from memory as far as the tail reaches, the rest from the store.
+  // Fails only when the store cannot be read.
   absl::StatusOr<std::vector<Json>> List(store::Store& store, const std::string& tenant,
-                                         const std::string& deployment, int64_t since,
-                                         size_t limit) const;
+                                         const std::string& deployment, int64_t cursor,
+                                         size_t limit, bool descending) const;
 
   using Subscriber = std::function<void(const Json& event)>;
   uint64_t Subscribe(Subscriber s);

@@ -74,9 +74,12 @@ constexpr char kPing[] = "SELECT 1";
 constexpr char kPutEvent[] =
     "INSERT INTO events (seq, tenant, deployment, doc) VALUES (?1, ?2, ?3, ?4)";
 constexpr char kDeleteEventsThrough[] = "DELETE FROM events WHERE seq <= ?1";
-constexpr char kListEvents[] =
+constexpr char kListEventsAsc[] =
     "SELECT seq, tenant, deployment, doc FROM events WHERE seq > ?1 "
     "AND (?3 = '' OR tenant = ?3) AND (?4 = '' OR deployment = ?4) ORDER BY seq LIMIT ?2";
+constexpr char kListEventsDesc[] =
+    "SELECT seq, tenant, deployment, doc FROM events WHERE seq < ?1 "
+    "AND (?3 = '' OR tenant = ?3) AND (?4 = '' OR deployment = ?4) ORDER BY seq DESC LIMIT ?2";
 constexpr char kLastEventSeq[] = "SELECT COALESCE(MAX(seq), 0) FROM events";
 
 // Tasks. Most writes insert a task or change its state and document; the identifying
@@ -271,11 +274,12 @@ class SqliteStore final : public Store {
 
   absl::StatusOr<std::vector<EventRow>> ListEvents(int64_t after_seq, size_t limit,
                                                    const std::string& tenant,
-                                                   const std::string& deployment) override {
+                                                   const std::string& deployment,
+                                                   bool descending) override {
     std::vector<EventRow> rows;
-    PALM_ASSIGN_OR_RETURN(sqlite3_stmt * s, Stmt(kListEvents));
+    PALM_ASSIGN_OR_RETURN(sqlite3_stmt * s, Stmt(descending ? kListEventsDesc : kListEventsAsc));
     StmtScope scope(s);
-    sqlite3_bind_int64(s, 1, after_seq);
+    sqlite3_bind_int64(s, 1, descending && after_seq == 0 ? INT64_MAX : after_seq);
     sqlite3_bind_int64(s, 2, static_cast<sqlite3_int64>(std::min<size_t>(limit, INT64_MAX)));
     BindText(s, 3, tenant);
     BindText(s, 4, deployment);

@@ -213,22 +213,50 @@ TEST_F(StoreTest, EventsAreListedInOrderWithFiltersAndPruned) {
   }
   ASSERT_TRUE(s->Apply(b).ok());
   EXPECT_EQ(*s->LastEventSeq(), 5);
-  auto all = s->ListEvents(0, 100, "", "");
+  auto all = s->ListEvents(0, 100, "", "", /*descending=*/false);
   ASSERT_TRUE(all.ok());
   ASSERT_EQ(all->size(), 5u);
   EXPECT_EQ((*all)[4].doc["seq"], 5);
-  auto web = s->ListEvents(1, 100, "default", "web");
+  auto web = s->ListEvents(1, 100, "default", "web", /*descending=*/false);
   ASSERT_EQ(web->size(), 1u);  // seq 5 (3 is another tenant's, 1 is not after 1)
   EXPECT_EQ((*web)[0].seq, 5);
-  EXPECT_EQ(s->ListEvents(0, 2, "", "")->size(), 2u);
+  EXPECT_EQ(s->ListEvents(0, 2, "", "", /*descending=*/false)->size(), 2u);
   WriteBatch prune;
   prune.delete_events_through = 3;
   ASSERT_TRUE(s->Apply(prune).ok());
-  EXPECT_EQ(s->ListEvents(0, 100, "", "")->front().seq, 4);
+  EXPECT_EQ(s->ListEvents(0, 100, "", "", /*descending=*/false)->front().seq, 4);
   EXPECT_EQ(*s->LastEventSeq(), 5);
   WriteBatch dup;
   dup.put_events.push_back({5, "default", "", Json::object()});
   EXPECT_FALSE(s->Apply(dup).ok()) << "a seq is written once";
+}
+
+TEST_F(StoreTest, EventsAreListedNewestFirstWhenDescending) {
+  auto s = Open();
+  WriteBatch b;
+  for (int i = 1; i <= 6; ++i) {
+    b.put_events.push_back({i, i == 3 ? "acme" : "default", i % 2 ? "web" : "",
+                            Json{{"seq", i}, {"kind", "InstanceStarted"}}});
+  }
+  ASSERT_TRUE(s->Apply(b).ok());
+  auto seqs = [&](int64_t cursor, size_t limit, const std::string& tenant,
+                  const std::string& deployment) {
+    std::vector<int64_t> out;
+    auto rows = s->ListEvents(cursor, limit, tenant, deployment, /*descending=*/true);
+    EXPECT_TRUE(rows.ok()) << rows.status();
+    if (rows.ok()) {
+      for (const auto& r : *rows) out.push_back(r.seq);
+    }
+    return out;
+  };
+  // Cursor 0 = from the newest; the limit keeps the newest, not the oldest.
+  EXPECT_EQ(seqs(0, 2, "", ""), (std::vector<int64_t>{6, 5}));
+  // A cursor means "older than": the next page starts below the last seq of this one.
+  EXPECT_EQ(seqs(5, 2, "", ""), (std::vector<int64_t>{4, 3}));
+  EXPECT_EQ(seqs(3, 2, "", ""), (std::vector<int64_t>{2, 1}));
+  EXPECT_TRUE(seqs(1, 2, "", "").empty());
+  EXPECT_EQ(seqs(0, 100, "default", "web"), (std::vector<int64_t>{5, 1}));  // 3 is acme's
+  EXPECT_EQ(seqs(5, 100, "default", ""), (std::vector<int64_t>{4, 2, 1}));
 }
 
 TEST_F(StoreTest, ApplyIsAllOrNothing) {

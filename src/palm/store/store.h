@@ -109,11 +109,12 @@ class Store {
   virtual absl::StatusOr<std::vector<RevisionRow>> ListRevisions() = 0;
   virtual absl::StatusOr<std::vector<TokenRow>> ListTokens() = 0;
 
-  // Events with seq > after_seq in seq order, at most `limit`; optionally of one tenant /
-  // deployment ("" = any).
+  // Events of one tenant / deployment ("" = any), at most `limit`. Ascending: seq > after_seq,
+  // oldest first. Descending: seq < after_seq (0 = from the newest), newest first.
   virtual absl::StatusOr<std::vector<EventRow>> ListEvents(int64_t after_seq, size_t limit,
                                                            const std::string& tenant,
-                                                           const std::string& deployment) = 0;
+                                                           const std::string& deployment,
+                                                           bool descending) = 0;
   // The highest event seq stored (0 when none).
   virtual absl::StatusOr<int64_t> LastEventSeq() = 0;
 

@@ -54,8 +54,9 @@ class CountingStore final : public store::Store {
   }
   absl::StatusOr<std::vector<store::EventRow>> ListEvents(int64_t after, size_t limit,
                                                           const std::string& tenant,
-                                                          const std::string& dep) override {
-    return real_->ListEvents(after, limit, tenant, dep);
+                                                          const std::string& dep,
+                                                          bool descending) override {
+    return real_->ListEvents(after, limit, tenant, dep, descending);
   }
   absl::StatusOr<int64_t> LastEventSeq() override { return real_->LastEventSeq(); }
   absl::StatusOr<std::vector<store::TaskRow>> ListTasks(const store::TaskQuery& q) override {
@@ -254,7 +255,7 @@ class EngineTest : public ::testing::Test {
   }
 
   std::vector<std::string> EventKinds() {
-    auto rows = store_->ListEvents(0, 1000, "", "");
+    auto rows = store_->ListEvents(0, 1000, "", "", /*descending=*/false);
     EXPECT_TRUE(rows.ok());
     std::vector<std::string> out;
     for (const auto& r : *rows) out.push_back(r.doc["kind"].get<std::string>());
