@@ -68,6 +68,9 @@ absl::Status WaitForDeployment(Context& ctx, const std::string& name, absl::Dura
 // ---- Rollouts (rollout_cmd.cc): views of GET /v1/deployments/{name}'s status.rollout ----
 // Pure functions; missing fields are tolerated (daemons without rollouts lack them).
 
+// The revision the deployment's template is: status.current_revision, else `revision`;
+// 0 when neither is known.
+int64_t CurrentRevision(const Doc& deployment);
 // status.rollout.phase, else status.phase when no rollout ran ("" when neither is known).
 std::string RolloutPhase(const Doc& deployment);
 // "phase Paused, step 1/6 (pause), weight 10%": the step only when the strategy has steps

@@ -251,11 +251,6 @@ absl::Status Drain(Context& ctx, const std::string& name) {
 
 // ---- Rollouts ----
 
-// The revision the deployment's template is: status.current_revision, else `revision`.
-int64_t CurrentRevision(const Doc& d) {
-  return Num(At(d, {"status", "current_revision"}), Num(At(d, {"revision"})));
-}
-
 // POSTs /v1/deployments/{name}/{verb} (with `body` unless null) and prints `line(answer)`, or
 // the answer for -o json/yaml. With --wait, verbs that start a rollout (`waits`) then wait
 // for it as `deployment apply --wait` does.
@@ -306,7 +301,7 @@ absl::Status Undo(Context& ctx, const std::string& name, int64_t to_revision) {
   Doc body = Doc::object();
   if (to_revision > 0) body["to_revision"] = to_revision;
   return RolloutAction(ctx, name, "undo", body, true, [name](const Doc& d) {
-    return RolloutLine(name, absl::StrCat("rolling back to revision ", CurrentRevision(d)), d);
+    return RolloutLine(name, absl::StrCat("undo to revision ", CurrentRevision(d)), d);
   });
 }
 

@@ -862,7 +862,7 @@ TEST_F(FlagsTest, RolloutActionsPostAndPrintOneLine) {
       {{"abort", "x"}, "POST /v1/deployments/x/abort",
        "deployment x: rollout aborted, back on stable revision 1 " + brief},
       {{"undo", "x", "--to-revision", "2"}, "POST /v1/deployments/x/undo",
-       "deployment x: rolling back to revision 2 " + brief},
+       "deployment x: undo to revision 2 " + brief},
       {{"restart", "x"}, "POST /v1/deployments/x/restart",
        "deployment x: restarting as revision 2 " + brief},
   };
@@ -989,9 +989,9 @@ TEST_F(FlagsTest, WaitStopsAtAPauseForAHuman) {
 
 TEST_F(FlagsTest, WaitFailsWhenTheRolloutIsRolledBack) {
   std::atomic<int> gets{0};
-  const std::string rollout = R"({"strategy": "canary", "phase": "%s", "from_revision": 1,
+  const std::string rollout = R"j({"strategy": "canary", "phase": "%s", "from_revision": 1,
       "to_revision": 2, "started_at": "2025-03-01T12:00:00Z", "steps": 1, "step": 0,
-      "weight": 0, "message": "no progress for 600s (progress_deadline_s)"})";
+      "weight": 0, "message": "no progress for 600s (progress_deadline_s)"})j";
   auto with_phase = [&](const char* phase) {
     std::string r = rollout;
     return r.replace(r.find("%s"), 2, phase);

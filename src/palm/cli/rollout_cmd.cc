@@ -33,11 +33,6 @@ std::string StrategyType(const Doc& d) {
   return type.empty() ? "rolling" : type;
 }
 
-// The revision the deployment's template is: status.current_revision, else `revision`.
-int64_t CurrentRevision(const Doc& d) {
-  return Int(At(d, {"status", "current_revision"}), Int(At(d, {"revision"})));
-}
-
 bool InFlight(const std::string& phase) {
   return phase == "Pending" || phase == "Progressing" || phase == "RollingBack";
 }
@@ -183,6 +178,10 @@ absl::Status Status(Context& ctx, const std::string& name, bool watch) {
 }
 
 }  // namespace
+
+int64_t CurrentRevision(const Doc& d) {
+  return Int(At(d, {"status", "current_revision"}), Int(At(d, {"revision"})));
+}
 
 std::string RolloutPhase(const Doc& d) {
   std::string phase = Str(At(Rollout(d), {"phase"}));
