@@ -694,16 +694,16 @@ constexpr const char* kPausedCanary = R"({"strategy": "canary", "phase": "Paused
 
 TEST(RolloutViewTest, BriefAndLine) {
   const Doc paused = Doc::parse(Dep(kPausedCanary, 2, 1, 1));
-  EXPECT_EQ(RolloutBrief(paused), "phase Paused, step 1/6 (pause), weight 10%");
+  EXPECT_EQ(RolloutBrief(paused), "phase Paused, step 2/6 (pause), weight 10%");
   EXPECT_EQ(RolloutLine("buyer", "rollout paused", paused),
-            "deployment buyer: rollout paused (phase Paused, step 1/6 (pause), weight 10%)");
+            "deployment buyer: rollout paused (phase Paused, step 2/6 (pause), weight 10%)");
   // A rolling update has no steps and no weight; no rollout ever ran: the deployment's phase.
   EXPECT_EQ(RolloutBrief(Doc::parse(Dep(R"({"strategy": "rolling", "phase": "Progressing",
       "step": 0, "steps": 0, "weight": 0})"))), "phase Progressing");
   EXPECT_EQ(RolloutBrief(Doc::parse(Dep(R"({"phase": ""})"))), "phase Progressing");
   EXPECT_EQ(RolloutBrief(Doc::parse(Dep(R"({"strategy": "canary", "phase": "Degraded",
       "aborted": true, "step": 2, "steps": 6, "weight": 0})"))),
-            "phase Degraded, aborted, step 2/6, weight 0%");
+            "phase Degraded, aborted, step 3/6, weight 0%");
   EXPECT_EQ(RolloutBrief(Doc::parse("{}")), "phase -");
 }
 
@@ -757,14 +757,14 @@ TEST(RolloutViewTest, ClassifyForWait) {
 
 TEST(RolloutViewTest, PausedMessageSaysWhatToRun) {
   EXPECT_EQ(PausedMessage("x", Doc::parse(Dep(kPausedCanary))),
-            "deployment x: rollout paused at step 1/6 (pause): run `palm deployment promote x` "
+            "deployment x: rollout paused at step 2/6 (pause): run `palm deployment promote x` "
             "to go on");
   EXPECT_EQ(PausedMessage("x", Doc::parse(Dep(R"({"phase": "Paused", "pause_reason": "user"})"))),
             "deployment x: rollout paused by `palm deployment pause`: run "
             "`palm deployment resume x` to go on");
   EXPECT_THAT(PausedMessage("x", Doc::parse(Dep(R"({"phase": "Paused", "steps": 4, "step": 2,
       "pause_reason": "inconclusive"})"))),
-              HasSubstr("at step 2/4, analysis inconclusive: run `palm deployment promote x`"));
+              HasSubstr("at step 3/4, analysis inconclusive: run `palm deployment promote x`"));
   EXPECT_EQ(PausedMessage("x", Doc::parse(Dep(R"({"strategy": "blue_green", "phase": "Paused",
       "pause_reason": "preview", "preview_revision": 2})"))),
             "deployment x: preview revision 2 is ready: run `palm deployment promote x` to "
@@ -778,7 +778,7 @@ TEST(RolloutViewTest, FailureCarriesTheRolloutsMessage) {
   EXPECT_EQ(ExitCodeFor(s), kExitFailure);
   EXPECT_EQ(ErrorCode(s), "DEPLOYMENT_FAILED");
   EXPECT_EQ(s.message(),
-            "deployment x: rollout to revision 2 failed (phase Degraded, aborted, step 2/3, "
+            "deployment x: rollout to revision 2 failed (phase Degraded, aborted, step 3/3, "
             "weight 0%): analysis failed: error rate 0.61 > 0.05; the template is back on "
             "revision 1");
   EXPECT_THAT(ErrorHint(s), HasSubstr("palm rollout status x"));
@@ -799,7 +799,7 @@ TEST(RolloutViewTest, StatusText) {
             "Strategy:           canary\n"
             "Phase:              Paused (inconclusive)\n"
             "Revisions:          stable 1 -> current 2\n"
-            "Step:               3/6 (analysis)\n"
+            "Step:               4/6 (analysis)\n"
             "Weight:             10%\n"
             "Replicas:           3 desired | 1 updated | 3 ready | 3 available\n"
             "Analysis:           Inconclusive, 1 measurements: 0 successful, 0 failed, 1 "
@@ -846,7 +846,7 @@ TEST(RolloutViewTest, HistoryTableMarksCurrentAndStable) {
 
 TEST_F(FlagsTest, RolloutActionsPostAndPrintOneLine) {
   FakeDaemon d([&](const http::Request& req) { return Json(200, Dep(kPausedCanary, 2, 1, 1)); });
-  const std::string brief = "(phase Paused, step 1/6 (pause), weight 10%)\n";
+  const std::string brief = "(phase Paused, step 2/6 (pause), weight 10%)\n";
   struct Case {
     std::vector<std::string> args;
     std::string request;
@@ -982,7 +982,7 @@ TEST_F(FlagsTest, WaitStopsAtAPauseForAHuman) {
   std::ofstream(file) << "kind: Deployment\nname: x\nspec: w@2.0.0\nreplicas: 3\n";
   CliRun r = RunCli(d.endpoint(), {"deployment", "apply", "-f", file, "--wait"});
   EXPECT_EQ(r.code, 0) << r.err;
-  EXPECT_THAT(r.out, HasSubstr("deployment x: rollout paused at step 1/6 (pause): run "
+  EXPECT_THAT(r.out, HasSubstr("deployment x: rollout paused at step 2/6 (pause): run "
                                "`palm deployment promote x` to go on\n"));
   EXPECT_EQ(gets.load(), 1);
 }
@@ -1004,7 +1004,7 @@ TEST_F(FlagsTest, WaitFailsWhenTheRolloutIsRolledBack) {
   CliRun r = RunCli(d.endpoint(), {"deployment", "restart", "x", "--wait"});
   EXPECT_EQ(r.code, kExitFailure);
   EXPECT_THAT(r.err, HasSubstr("error: deployment x: rollout to revision 2 failed (phase "
-                               "RollingBack, step 0/1, weight 0%): no progress for 600s "
+                               "RollingBack, step 1/1, weight 0%): no progress for 600s "
                                "(progress_deadline_s); the template is back on revision 1"));
   EXPECT_EQ(gets.load(), 2);
 }
@@ -1056,8 +1056,8 @@ TEST_F(FlagsTest, RolloutStatusWatchPrintsChangesUntilComplete) {
   EXPECT_EQ(gets.load(), 4);
   // Not a terminal: one line per change (the repeated state is not printed), then the report.
   EXPECT_EQ(r.out.substr(0, r.out.find("Deployment:")),
-            "deployment x: phase Progressing, step 0/2, weight 50%; 1/3 updated, 3 available\n"
-            "deployment x: phase Paused, step 1/6 (pause), weight 10%; 2/3 updated, 3 available: "
+            "deployment x: phase Progressing, step 1/2, weight 50%; 1/3 updated, 3 available\n"
+            "deployment x: phase Paused, step 2/6 (pause), weight 10%; 2/3 updated, 3 available: "
             "step 1: paused until `palm deployment promote`\n"
             "deployment x: phase Complete, step 2/2, weight 100%; 3/3 updated, 3 available: "
             "rollout complete\n");

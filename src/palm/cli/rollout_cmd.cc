@@ -55,11 +55,13 @@ bool SameRollout(const Doc& a, const Doc& b) {
   return true;
 }
 
-// "1/6 (pause)", "" when the strategy has no steps.
+// "2/6 (pause)" (the API's `step` is the 0-based index of the step under way; people count
+// from 1), "6/6 (done)" past the last one, "" when the strategy has no steps.
 std::string StepText(const Doc& rollout) {
   const int64_t steps = Int(At(rollout, {"steps"}));
   if (steps <= 0) return "";
-  std::string out = absl::StrCat(Int(At(rollout, {"step"})), "/", steps);
+  const int64_t index = Int(At(rollout, {"step"}));
+  std::string out = absl::StrCat(std::min(index + 1, steps), "/", steps);
   if (std::string name = Str(At(rollout, {"step_name"})); !name.empty()) {
     absl::StrAppend(&out, " (", name, ")");
   }

@@ -135,7 +135,6 @@ class Planner {
     }
     if (others) {
       ConvergeOn(stable, kept);
-      if (st_.phase.empty() || st_.phase == kComplete) st_.phase = kRollingBack;
       return;
     }
     ZeroExcept({stable, kept});
