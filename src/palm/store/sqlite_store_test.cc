@@ -204,14 +204,19 @@ TEST_F(StoreTest, AFailedMigrationStepIsRolledBack) {
   EXPECT_EQ(s->SchemaVersion(), LatestSchemaVersion());
 }
 
-TEST_F(StoreTest, EventsAreListedInOrderWithFiltersAndPruned) {
-  auto s = Open();
+// Events 1..n: seq 3 in tenant "acme", odd seqs about deployment "web".
+void PutEvents(Store& s, int n) {
   WriteBatch b;
-  for (int i = 1; i <= 5; ++i) {
+  for (int i = 1; i <= n; ++i) {
     b.put_events.push_back({i, i == 3 ? "acme" : "default", i % 2 ? "web" : "",
                             Json{{"seq", i}, {"kind", "InstanceStarted"}}});
   }
-  ASSERT_TRUE(s->Apply(b).ok());
+  ASSERT_TRUE(s.Apply(b).ok());
+}
+
+TEST_F(StoreTest, EventsAreListedInOrderWithFiltersAndPruned) {
+  auto s = Open();
+  PutEvents(*s, 5);
   EXPECT_EQ(*s->LastEventSeq(), 5);
   auto all = s->ListEvents(0, 100, "", "", /*descending=*/false);
   ASSERT_TRUE(all.ok());
@@ -233,12 +238,7 @@ TEST_F(StoreTest, EventsAreListedInOrderWithFiltersAndPruned) {
 
 TEST_F(StoreTest, EventsAreListedNewestFirstWhenDescending) {
   auto s = Open();
-  WriteBatch b;
-  for (int i = 1; i <= 6; ++i) {
-    b.put_events.push_back({i, i == 3 ? "acme" : "default", i % 2 ? "web" : "",
-                            Json{{"seq", i}, {"kind", "InstanceStarted"}}});
-  }
-  ASSERT_TRUE(s->Apply(b).ok());
+  PutEvents(*s, 6);
   auto seqs = [&](int64_t cursor, size_t limit, const std::string& tenant,
                   const std::string& deployment) {
     std::vector<int64_t> out;
