@@ -27,8 +27,6 @@ constexpr char kFailed[] = "Failed";
 constexpr char kRollingBack[] = "RollingBack";
 constexpr char kDegraded[] = "Degraded";
 
-absl::Duration Secs(double s) { return absl::Milliseconds(std::llround(s * 1000)); }
-
 int64_t Replicas(const Deployment& d) { return d.drained ? 0 : d.replicas; }
 
 std::string StepName(const Strategy& s, int64_t index) {
@@ -63,6 +61,23 @@ absl::Status Conflict409(const std::string& code, const Deployment& d, const std
                          const std::string& hint) {
   std::string phase = d.rollout.phase.empty() ? "Complete" : d.rollout.phase;
   return Conflict(code, absl::StrCat("deployment ", d.name, " is ", phase, ": ", what), hint);
+}
+
+// Aborts the rollout of d.revision: back on the stable revision, Degraded until the next
+// change. The one place an abort is decided, by a failure (`reason` says which) or the user.
+RolloutEffects AbortWith(Deployment& d, const std::string& reason) {
+  RolloutState& st = d.rollout;
+  st.aborted = true;
+  st.phase = kDegraded;
+  st.weight = 0;
+  st.user_paused = st.promote_full = st.promote_requested = false;
+  ClearPause(st);
+  st.message = absl::StrCat("deployment ", d.name, ": rollout of revision ", d.revision,
+                            " aborted (", reason, "); back on revision ", d.stable_revision);
+  RolloutEffects fx;
+  fx.events.push_back({"warning", "RolloutAborted", st.message});
+  fx.outcomes.push_back({d.revision, "Aborted", reason});
+  return fx;
 }
 
 // Builds the plan for one deployment; see rollout.h for the semantics.
@@ -332,11 +347,10 @@ class Planner {
     if (s_.auto_rollback) {
       Rollback(reason);
     } else {
-      Abort(st_, d_, reason);
-      plan_.effects.outcomes.push_back({d_.revision, "Aborted", reason});
-      Emit("warning", "RolloutAborted",
-           absl::StrCat("deployment ", d_.name, ": rollout of revision ", d_.revision,
-                        " aborted: ", reason, "; back on revision ", d_.stable_revision));
+      RolloutEffects fx = AbortWith(d_, reason);
+      auto& into = plan_.effects;
+      into.events.insert(into.events.end(), fx.events.begin(), fx.events.end());
+      into.outcomes.insert(into.outcomes.end(), fx.outcomes.begin(), fx.outcomes.end());
       ConvergeOn(d_.stable_revision);
     }
   }
@@ -428,7 +442,7 @@ class Planner {
             return;
           }
           if (!st_.pause_until) {
-            st_.pause_until = now_ + Secs(*step.pause_s);
+            st_.pause_until = now_ + absl::Seconds(*step.pause_s);
             Emit("info", "RolloutPaused",
                  absl::StrCat("deployment ", d_.name, ": ", label, ": pausing until ",
                               palm::FormatTime(*st_.pause_until)));
@@ -487,7 +501,7 @@ class Planner {
       }
       if (!PrePromotionPassed()) return;
       if (s_.auto_promote) {
-        absl::Time at = *st_.preview_ready_at + Secs(s_.auto_promote_after_s);
+        absl::Time at = *st_.preview_ready_at + absl::Seconds(s_.auto_promote_after_s);
         if (now_ < at) {
           waiting_ = true;
           Wake(at);
@@ -520,7 +534,7 @@ class Planner {
     }
     // Switch every task at once; the old revision stays for an instant undo.
     st_.scale_down_revision = active;
-    st_.scale_down_at = now_ + Secs(s_.scale_down_delay_s);
+    st_.scale_down_at = now_ + absl::Seconds(s_.scale_down_delay_s);
     Complete();
   }
 
@@ -548,7 +562,7 @@ class Planner {
       run = model::AnalysisRun{};
       run->kind = kind;
       run->step = step;
-      run->next_at = now_ + Secs(spec.interval_s);
+      run->next_at = now_ + absl::Seconds(spec.interval_s);
       Emit("info", "RolloutStep",
            absl::StrCat("deployment ", d_.name, ": ", kind, " analysis of revision ",
                         d_.revision, " started (", spec.count, " measurements every ",
@@ -567,7 +581,7 @@ class Planner {
       run->phase = run->inconclusive > 0 ? "Inconclusive" : "Successful";
     }
     if (run->phase == "Running") {
-      run->next_at = now_ + Secs(spec.interval_s);
+      run->next_at = now_ + absl::Seconds(spec.interval_s);
       Wake(*run->next_at);
       return run->phase;
     }
@@ -584,7 +598,7 @@ class Planner {
   }
 
   void Measure(const model::AnalysisSpec& spec, model::AnalysisRun& run) {
-    absl::Duration window = Secs(spec.interval_s);
+    absl::Duration window = absl::Seconds(spec.interval_s);
     tasks::WindowStats cand = stats_ ? stats_(d_.revision, window) : tasks::WindowStats{};
     tasks::WindowStats base =
         stats_ ? stats_(d_.stable_revision, window) : tasks::WindowStats{};
@@ -660,7 +674,7 @@ class Planner {
 
   // ---- Progress deadline ------------------------------------------------------------------
   void CheckDeadline() {
-    absl::Duration deadline = Secs(s_.progress_deadline_s);
+    absl::Duration deadline = absl::Seconds(s_.progress_deadline_s);
     if (st_.user_paused || waiting_ || st_.phase == kFailed) {
       st_.last_progress_at = now_;  // time spent waiting on purpose does not count
       return;
@@ -692,17 +706,6 @@ class Planner {
     }
   }
 
- public:
-  static void Abort(RolloutState& st, const Deployment& d, const std::string& reason) {
-    st.aborted = true;
-    st.phase = kDegraded;
-    st.weight = 0;
-    st.user_paused = st.promote_full = st.promote_requested = false;
-    ClearPause(st);
-    st.message = absl::StrCat("rollout of revision ", d.revision, " aborted: ", reason);
-  }
-
- private:
   Deployment& d_;
   RolloutState& st_;
   const Strategy& s_;
@@ -867,13 +870,7 @@ absl::StatusOr<RolloutEffects> AbortRollout(Deployment& d, absl::Time) {
     return Conflict409("NO_ROLLOUT", d, "no rollout is under way to abort",
                        "`palm deployment undo` goes back to an earlier revision");
   }
-  Planner::Abort(d.rollout, d, "aborted by the user");
-  RolloutEffects fx = One("warning", "RolloutAborted",
-                          absl::StrCat("deployment ", d.name, ": rollout of revision ",
-                                       d.revision, " aborted by the user; back on revision ",
-                                       d.stable_revision));
-  fx.outcomes.push_back({d.revision, "Aborted", "aborted by the user"});
-  return fx;
+  return AbortWith(d, "by the user");
 }
 
 Json RolloutStatus(const Deployment& d) {
@@ -894,7 +891,7 @@ Json RolloutStatus(const Deployment& d) {
   }
   std::optional<absl::Time> deadline;
   if (active && st.last_progress_at && st.phase == kProgressing) {
-    deadline = *st.last_progress_at + Secs(s.progress_deadline_s);
+    deadline = *st.last_progress_at + absl::Seconds(s.progress_deadline_s);
   }
   bool canary = s.type == StrategyType::kCanary && active && !st.aborted;
   bool preview = s.type == StrategyType::kBlueGreen && active && !st.aborted &&

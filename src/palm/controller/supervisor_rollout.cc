@@ -24,8 +24,6 @@ store::RevisionRow Row(const Revision& r) {
   return {r.tenant, r.deployment, r.number, model::ToJson(r)};
 }
 
-absl::Duration Secs(double s) { return absl::Milliseconds(std::llround(s * 1000)); }
-
 }  // namespace
 
 // ---- Revisions ------------------------------------------------------------------------
@@ -82,6 +80,8 @@ void Supervisor::RecordEffects(const Deployment& d, const RolloutEffects& fx) {
 void Supervisor::PruneRevisions(const Deployment& d) {
   DeploymentKey key{d.tenant, d.name};
   auto& revs = revisions_[key];
+  // Only revisions beyond the limit can go: most passes have nothing to look at.
+  if (static_cast<int64_t>(revs.size()) <= d.revision_history_limit) return;
   std::set<int64_t> in_use = {d.revision, d.stable_revision, d.rollout.to_revision,
                               d.rollout.scale_down_revision};
   for (const Live* live : InstancesOf(key)) in_use.insert(live->inst.revision);
@@ -110,7 +110,7 @@ absl::StatusOr<std::vector<Revision>> Supervisor::History(const DeploymentKey& k
 RolloutView Supervisor::Observe(const DeploymentKey& key, const Deployment& d,
                                 absl::Time now) const {
   RolloutView view;
-  absl::Duration min_ready = Secs(d.strategy_spec.min_ready_s);
+  absl::Duration min_ready = absl::Seconds(d.strategy_spec.min_ready_s);
   for (const Live* live : InstancesOf(key)) {
     const Instance& in = live->inst;
     RevisionCounts& c = view.revisions[in.revision];
