@@ -99,6 +99,19 @@ CREATE TABLE revisions (
 );
 )sql";
 
+// Deliveries in rows of their own: a broadcast task's deliveries are kept here (the task's
+// document says "delivery_rows": N instead of listing them), so a delivery's result rewrites
+// that delivery's row, not a document holding every delivery. Keyed by the task's seq
+// (unique); retention deletes them with their task.
+constexpr std::string_view kV5 = R"sql(
+CREATE TABLE task_deliveries (
+  task_seq INTEGER NOT NULL,
+  idx      INTEGER NOT NULL CHECK (idx >= 0),
+  doc      TEXT NOT NULL,
+  PRIMARY KEY (task_seq, idx)
+) WITHOUT ROWID;
+)sql";
+
 absl::StatusOr<int> CurrentVersion(sqlite3* db, std::string_view name) {
   sqlite3_stmt* stmt = nullptr;
   int rc = sqlite3_prepare_v2(db, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations", -1,
@@ -119,6 +132,7 @@ const std::vector<Migration>& Migrations() {
       {2, "events", kV2},
       {3, "tasks", kV3},
       {4, "revisions", kV4},
+      {5, "task_deliveries", kV5},
   };
   return *steps;
 }

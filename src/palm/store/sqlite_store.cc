@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "palm/base/error.h"
+#include "palm/base/log.h"
 #include "palm/store/migrations.h"
 #include "palm/store/sqlite_util.h"
 #include "palm/store/store.h"
@@ -20,7 +21,30 @@ bool WriteBatch::empty() const {
   return put_specs.empty() && put_deployments.empty() && delete_deployments.empty() &&
          put_revisions.empty() && delete_revisions.empty() && put_instances.empty() &&
          delete_instances.empty() && put_tokens.empty() && delete_tokens.empty() &&
-         put_tasks.empty() && put_events.empty() && delete_events_through == 0;
+         put_tasks.empty() && put_deliveries.empty() && put_events.empty() &&
+         delete_events_through == 0;
+}
+
+void WriteBatch::DeleteInstance(const std::string& tenant, const std::string& id) {
+  std::erase_if(put_instances,
+                [&](const InstanceRow& r) { return r.tenant == tenant && r.id == id; });
+  delete_instances.emplace_back(tenant, id);
+}
+
+void WriteBatch::DeleteDeployment(const std::string& tenant, const std::string& name) {
+  std::erase_if(put_deployments,
+                [&](const DeploymentRow& r) { return r.tenant == tenant && r.name == name; });
+  std::erase_if(put_revisions,
+                [&](const RevisionRow& r) { return r.tenant == tenant && r.deployment == name; });
+  delete_deployments.emplace_back(tenant, name);
+}
+
+void WriteBatch::DeleteRevision(RevisionRow key) {
+  std::erase_if(put_revisions, [&](const RevisionRow& r) {
+    return r.tenant == key.tenant && r.deployment == key.deployment && r.revision == key.revision;
+  });
+  key.doc = nullptr;
+  delete_revisions.push_back(std::move(key));
 }
 
 namespace {
@@ -95,6 +119,11 @@ constexpr char kPutTask[] =
 constexpr char kReplaceTask[] =
     "UPDATE tasks SET deployment = ?3, seq = ?4, state = ?5, idempotency_key = ?6, doc = ?7 "
     "WHERE tenant = ?1 AND id = ?2";
+constexpr char kPutDelivery[] =
+    "INSERT INTO task_deliveries (task_seq, idx, doc) VALUES (?1, ?2, ?3) "
+    "ON CONFLICT (task_seq, idx) DO UPDATE SET doc = excluded.doc";
+constexpr char kListDeliveries[] =
+    "SELECT idx, doc FROM task_deliveries WHERE task_seq = ?1 ORDER BY idx";
 #define PALM_TASK_COLUMNS \
   "SELECT tenant, id, deployment, seq, state, idempotency_key, doc FROM tasks "
 // One statement per filter combination and direction so each gets its own index (an
@@ -135,6 +164,9 @@ constexpr char kLastTaskSeq[] =
 constexpr char kPruneCutoff[] =
     "SELECT seq FROM tasks WHERE state NOT IN ('Queued', 'Assigned') "
     "ORDER BY seq DESC LIMIT 1 OFFSET ?1";
+constexpr char kPruneDeliveries[] =
+    "DELETE FROM task_deliveries WHERE task_seq IN (SELECT seq FROM tasks "
+    "WHERE state NOT IN ('Queued', 'Assigned') AND seq <= ?1)";
 constexpr char kPruneTasks[] =
     "DELETE FROM tasks WHERE state NOT IN ('Queued', 'Assigned') AND seq <= ?1";
 // Remembers the highest pruned seq so LastTaskSeq never goes back (ids are never reused).
@@ -158,13 +190,18 @@ std::string ColumnText(sqlite3_stmt* s, int i) {
                       : std::string(reinterpret_cast<const char*>(p), sqlite3_column_bytes(s, i));
 }
 
-// The document as stored: compact JSON text. Refuses strings that are not UTF-8 rather than
-// letting nlohmann throw.
-absl::StatusOr<std::string> DocText(const Json& doc, std::string_view what) {
+// The document as stored: compact JSON text. Text enters palm as valid UTF-8 (it is
+// sanitized where it comes in), so a string that is not is a bug upstream: the row is
+// written with U+FFFD in place of the bad bytes and the error is logged, naming the row,
+// rather than failing every other change in the batch with it.
+std::string DocText(const Json& doc, std::string_view what) {
   try {
     return doc.dump();
-  } catch (const std::exception& e) {
-    return InvalidArgument(absl::StrCat(std::string(what), ": document cannot be stored: ", e.what()));
+  } catch (const Json::exception& e) {
+    PALM_LOG(kError, "store: ", std::string(what), ": document has text that is not UTF-8 (", e.what(),
+             "); stored with U+FFFD in place of the bad bytes. This is a bug: text must be "
+             "made valid UTF-8 where it enters palm");
+    return doc.dump(-1, ' ', false, Json::error_handler_t::replace);
   }
 }
 
@@ -399,7 +436,7 @@ class SqliteStore final : public Store {
     }
     for (const SpecRow& r : b.put_specs) {
       std::string what = absl::StrCat("spec ", r.name, "@", r.version);
-      PALM_ASSIGN_OR_RETURN(std::string doc, DocText(r.doc, what));
+      std::string doc = DocText(r.doc, what);
       PALM_ASSIGN_OR_RETURN(sqlite3_stmt * s, Stmt(kPutSpec));
       StmtScope scope(s);
       BindText(s, 1, r.tenant);
@@ -416,17 +453,17 @@ class SqliteStore final : public Store {
     }
     for (const DeploymentRow& r : b.put_deployments) {
       std::string what = "deployment " + r.name;
-      PALM_ASSIGN_OR_RETURN(std::string doc, DocText(r.doc, what));
+      std::string doc = DocText(r.doc, what);
       PALM_RETURN_IF_ERROR(Run(kPutDeployment, "writing " + what, {r.tenant, r.name, doc}));
     }
     for (const RevisionRow& r : b.put_revisions) {
       std::string what = absl::StrCat("revision ", r.revision, " of ", r.deployment);
-      PALM_ASSIGN_OR_RETURN(std::string doc, DocText(r.doc, what));
+      std::string doc = DocText(r.doc, what);
       PALM_RETURN_IF_ERROR(PutOrDeleteRevision(kPutRevision, r, &doc));
     }
     for (const InstanceRow& r : b.put_instances) {
       std::string what = "instance " + r.id;
-      PALM_ASSIGN_OR_RETURN(std::string doc, DocText(r.doc, what));
+      std::string doc = DocText(r.doc, what);
       PALM_RETURN_IF_ERROR(
           Run(kPutInstance, "writing " + what, {r.tenant, r.id, r.deployment, doc}));
     }
@@ -444,7 +481,7 @@ class SqliteStore final : public Store {
         if (!r.doc_text.empty()) {
           doc = r.doc_text;
         } else {
-          PALM_ASSIGN_OR_RETURN(doc, DocText(r.doc, "task " + r.id));
+          doc = DocText(r.doc, "task " + r.id);
         }
         for (sqlite3_stmt* s : {put, replace}) {
           sqlite3_reset(s);
@@ -460,9 +497,21 @@ class SqliteStore final : public Store {
         }
       }
     }
+    if (!b.put_deliveries.empty()) {
+      PALM_ASSIGN_OR_RETURN(sqlite3_stmt * s, Stmt(kPutDelivery));
+      StmtScope scope(s);
+      for (const DeliveryRow& r : b.put_deliveries) {
+        sqlite3_reset(s);
+        sqlite3_bind_int64(s, 1, r.task_seq);
+        sqlite3_bind_int64(s, 2, r.index);
+        BindText(s, 3, r.doc_text);
+        PALM_RETURN_IF_ERROR(
+            Step(s, absl::StrCat("writing delivery ", r.index, " of task seq ", r.task_seq)));
+      }
+    }
     for (const EventRow& r : b.put_events) {
       std::string what = absl::StrCat("event ", r.seq);
-      PALM_ASSIGN_OR_RETURN(std::string doc, DocText(r.doc, what));
+      std::string doc = DocText(r.doc, what);
       PALM_ASSIGN_OR_RETURN(sqlite3_stmt * s, Stmt(kPutEvent));
       StmtScope scope(s);
       sqlite3_bind_int64(s, 1, r.seq);
@@ -502,6 +551,12 @@ class SqliteStore final : public Store {
       if (rc == SQLITE_DONE) return 0;  // at most `keep` finished tasks
       if (rc != SQLITE_ROW) return SqliteStatus(db_, rc, name_ + ": reading tasks to prune");
       cutoff = sqlite3_column_int64(s, 0);
+    }
+    {
+      PALM_ASSIGN_OR_RETURN(sqlite3_stmt * s, Stmt(kPruneDeliveries));
+      StmtScope scope(s);
+      sqlite3_bind_int64(s, 1, cutoff);
+      PALM_RETURN_IF_ERROR(Step(s, "pruning task deliveries"));
     }
     PALM_ASSIGN_OR_RETURN(sqlite3_stmt * del, Stmt(kPruneTasks));
     {
@@ -546,7 +601,48 @@ class SqliteStore final : public Store {
     r.state = ColumnText(s, 4);
     r.idempotency_key = ColumnText(s, 5);
     PALM_ASSIGN_OR_RETURN(r.doc, ParseDoc(s, 6, "tasks", r.tenant + "/" + r.id));
+    if (auto rows = r.doc.find("delivery_rows"); rows != r.doc.end()) {
+      PALM_RETURN_IF_ERROR(AssembleDeliveries(r));
+    }
     return r;
+  }
+
+  // Replaces the document's "delivery_rows": N with "deliveries": the N rows of
+  // task_deliveries, in index order.
+  absl::Status AssembleDeliveries(TaskRow& r) {
+    const std::string key = r.tenant + "/" + r.id;
+    auto corrupt = [&](const std::string& why) {
+      return Error(absl::StatusCode::kDataLoss, "STORE_CORRUPT",
+                   absl::StrCat(name_, ": tasks row ", key, ": ", why),
+                   "restore the data dir from a backup (palm restore)");
+    };
+    const Json& n = r.doc["delivery_rows"];
+    if (!n.is_number_integer() || n.get<int64_t>() < 0) {
+      return corrupt("delivery_rows is not a count");
+    }
+    const int64_t count = n.get<int64_t>();
+    Json list = Json::array();
+    PALM_ASSIGN_OR_RETURN(sqlite3_stmt * s, Stmt(kListDeliveries));
+    StmtScope scope(s);
+    sqlite3_bind_int64(s, 1, r.seq);
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+      const int64_t idx = sqlite3_column_int64(s, 0);
+      if (idx != static_cast<int64_t>(list.size())) break;  // a gap: reported below
+      PALM_ASSIGN_OR_RETURN(Json d,
+                            ParseDoc(s, 1, "task_deliveries", absl::StrCat(key, "#", idx)));
+      list.push_back(std::move(d));
+    }
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+      return SqliteStatus(db_, rc, name_ + ": reading the deliveries of task " + r.id);
+    }
+    if (static_cast<int64_t>(list.size()) != count) {
+      return corrupt(absl::StrCat("has ", count, " delivery rows, found ", list.size(),
+                                  " in order"));
+    }
+    r.doc.erase("delivery_rows");
+    r.doc["deliveries"] = std::move(list);
+    return absl::OkStatus();
   }
 
   absl::StatusOr<sqlite3_stmt*> Stmt(const char* sql) {

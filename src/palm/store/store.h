@@ -63,8 +63,20 @@ struct TaskRow {
   int64_t seq = 0;              // creation order (unique, strictly increasing)
   std::string state;            // Queued | Assigned | Succeeded | Failed | TimedOut | Cancelled
   std::string idempotency_key;  // "" = none; unique per (tenant, deployment) otherwise
-  Json doc;                     // model::ToStored(task)
+  // model::ToStored(task). Reads assemble it: a document written with "delivery_rows": N
+  // (a task whose deliveries are kept in rows of their own, see DeliveryRow) comes back with
+  // "deliveries" holding those N rows' documents in index order and no "delivery_rows".
+  Json doc;
   std::string doc_text;         // or the same already as JSON text (wins when not empty)
+};
+
+// One delivery of a task whose deliveries live in rows of their own (a broadcast: a result
+// rewrites its delivery, not the whole task). Keyed by (task_seq, index); deleted with the
+// task by PruneFinishedTasks.
+struct DeliveryRow {
+  int64_t task_seq = 0;         // the task's seq
+  int64_t index = 0;            // 0 .. delivery_rows-1
+  std::string doc_text;         // the delivery's stored form as JSON text
 };
 
 // Filters for ListTasks; "" / 0 = any.
@@ -78,6 +90,12 @@ struct TaskQuery {
 };
 
 // A set of writes applied in one transaction: all or nothing.
+//
+// The store applies deletes before puts, so a key both put and deleted in one batch would
+// end up put. Writers that keep a batch across calls (a batch whose commit failed is kept and
+// retried with later changes appended) delete through DeleteInstance / DeleteDeployment /
+// DeleteRevision, which also drop the batch's earlier puts of that key: the batch then means
+// what its changes meant in the order they were made.
 struct WriteBatch {
   std::vector<SpecRow> put_specs;
   std::vector<DeploymentRow> put_deployments;
@@ -90,16 +108,25 @@ struct WriteBatch {
   std::vector<TokenRow> put_tokens;
   std::vector<std::string> delete_tokens;                               // by hash
   std::vector<TaskRow> put_tasks;                                       // insert or replace
+  std::vector<DeliveryRow> put_deliveries;                              // insert or replace
   std::vector<EventRow> put_events;
   int64_t delete_events_through = 0;  // retention: drop events with seq <= this (0 = none)
   bool empty() const;
+
+  // Deletes the row and drops earlier puts of it from this batch (see above).
+  void DeleteInstance(const std::string& tenant, const std::string& id);
+  // Deletes the deployment and its revisions; drops earlier puts of either from this batch.
+  void DeleteDeployment(const std::string& tenant, const std::string& name);
+  void DeleteRevision(RevisionRow key);
 };
 
 class Store {
  public:
   virtual ~Store() = default;
 
-  // Applies `batch` atomically and durably. On failure nothing was applied.
+  // Applies `batch` atomically and durably. On failure nothing was applied. A document that
+  // cannot be serialized (a string that is not UTF-8) does not fail the batch: it is stored
+  // with U+FFFD in place of the bad bytes and an error naming the row is logged.
   virtual absl::Status Apply(const WriteBatch& batch) = 0;
 
   virtual absl::StatusOr<std::vector<SpecRow>> ListSpecs() = 0;
