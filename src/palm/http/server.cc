@@ -1,6 +1,10 @@
 #include "palm/http/server.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 
 #include "boost/asio/post.hpp"
@@ -63,6 +67,10 @@ SteadyClock::duration ToSteady(absl::Duration d) {
 
 // ---- ServerCore ----
 
+ServerCore::~ServerCore() {
+  if (spare_fd_ >= 0) ::close(spare_fd_);
+}
+
 absl::Status ServerCore::Listen(const std::string& address) {
   if (acceptor_.is_open()) {
     return absl::FailedPreconditionError("the server is already listening");
@@ -107,6 +115,9 @@ absl::Status ServerCore::Listen(const std::string& address) {
                        "cannot listen on " + address + ": " + ec.message(), hint);
   }
   port_ = acceptor_.local_endpoint(ec).port();
+  // Non-blocking, so that AcceptWithSpareFd's synchronous accept never waits.
+  acceptor_.non_blocking(true, ec);
+  if (spare_fd_ < 0) spare_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
   Accept();
   return absl::OkStatus();
 }
@@ -123,17 +134,53 @@ void ServerCore::OnAccept(const beast::error_code& ec, tcp::socket socket) {
   if (stopping_ || !acceptor_.is_open()) return;
   if (ec) {
     if (ec == asio::error::operation_aborted) return;
-    // Out of descriptors or similar: back off instead of spinning.
-    accept_retry_.expires_after(std::chrono::milliseconds(100));
-    accept_retry_.async_wait([self = shared_from_this()](const beast::error_code& e) {
-      if (!e) self->Accept();
-    });
+    const bool out_of_fds = ec == asio::error::no_descriptors ||
+                            ec == beast::error_code(ENFILE, beast::system_category());
+    if (out_of_fds && AcceptWithSpareFd()) {
+      Accept();  // progress was made (a connection served or refused): no back-off
+    } else {
+      RetryAcceptSoon();  // never spin on a listening socket that stays readable
+    }
     return;
   }
+  Admit(std::move(socket), /*out_of_fds=*/false);
+  Accept();
+}
+
+void ServerCore::RetryAcceptSoon() {
+  accept_retry_.expires_after(std::chrono::milliseconds(100));
+  accept_retry_.async_wait([self = shared_from_this()](const beast::error_code& e) {
+    if (!e) self->Accept();
+  });
+}
+
+bool ServerCore::AcceptWithSpareFd() {
+  if (spare_fd_ < 0) return false;
+  ::close(spare_fd_);
+  spare_fd_ = -1;
+  tcp::socket socket(io_);
+  beast::error_code ec;
+  acceptor_.accept(socket, ec);
+  const bool took_one = !ec;
+  if (took_one) Admit(std::move(socket), /*out_of_fds=*/true);
+  // Reopened in the slot the refused or evicted connection freed; if something else took
+  // it first, the next EMFILE backs off and this is retried then.
+  spare_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  return took_one && spare_fd_ >= 0;
+}
+
+bool ServerCore::EvictOldestFresh() {
+  if (fresh_.empty()) return false;
+  Session* victim = fresh_.front();
+  evicted_.fetch_add(1, std::memory_order_relaxed);
+  victim->Close();  // removes it from fresh_ and sessions_
+  return true;
+}
+
+void ServerCore::Admit(tcp::socket socket, bool out_of_fds) {
   accepted_.fetch_add(1, std::memory_order_relaxed);
-  if (sessions_.size() >= options_.max_connections) {
+  if ((out_of_fds || sessions_.size() >= options_.max_connections) && !EvictOldestFresh()) {
     RejectBusy(socket);
-    Accept();
     return;
   }
   beast::error_code ignored;
@@ -145,9 +192,15 @@ void ServerCore::OnAccept(const beast::error_code& ec, tcp::socket socket) {
       std::make_shared<Session>(shared_from_this(), std::move(socket), std::move(remote));
   session->slot = sessions_.size();
   sessions_.push_back(session);
+  session->fresh_pos = fresh_.insert(fresh_.end(), session.get());
   connections_.store(sessions_.size(), std::memory_order_relaxed);
   session->Start();
-  Accept();
+}
+
+void ServerCore::MarkUsed(Session* s) {
+  if (!s->fresh_pos) return;
+  fresh_.erase(*s->fresh_pos);
+  s->fresh_pos.reset();
 }
 
 void ServerCore::RejectBusy(tcp::socket& socket) {
@@ -169,6 +222,7 @@ void ServerCore::RejectBusy(tcp::socket& socket) {
 }
 
 void ServerCore::Remove(Session* s) {
+  MarkUsed(s);
   size_t i = s->slot;
   if (i >= sessions_.size() || sessions_[i].get() != s) return;
   if (i + 1 != sessions_.size()) {
@@ -211,6 +265,7 @@ void ServerCore::Shutdown() {
   auto snapshot = sessions_;
   for (auto& s : snapshot) s->Close(/*notify=*/false);
   sessions_.clear();
+  fresh_.clear();
   connections_ = 0;
   stop_done_.clear();
   handler_ = nullptr;
@@ -247,5 +302,9 @@ uint64_t Server::accepted_connections() const {
 }
 
 uint64_t Server::requests() const { return impl_->requests_.load(std::memory_order_relaxed); }
+
+uint64_t Server::evicted_connections() const {
+  return impl_->evicted_.load(std::memory_order_relaxed);
+}
 
 }  // namespace palm::http

@@ -6,9 +6,12 @@
 // Handlers may answer later (long-poll) or stream (Server-Sent Events) through Exchange.
 // Protocol errors are answered by the server itself with the DESIGN.md error body and the
 // connection is closed: 400 BAD_REQUEST (malformed), 413 PAYLOAD_TOO_LARGE, 431
-// HEADERS_TOO_LARGE, 417 (an Expect other than 100-continue); beyond max_connections a new
-// connection gets a 503 and is closed. Pipelined requests are answered in order; the next
-// request is not parsed before the current one is answered.
+// HEADERS_TOO_LARGE, 417 (an Expect other than 100-continue). At max_connections a new
+// connection evicts the oldest one that never completed a request, or else gets a 503 and
+// is closed; when the process is out of file descriptors a newcomer gets the same 503 (a
+// descriptor is kept in reserve for that) and accepting backs off briefly instead of
+// spinning. Pipelined requests are answered in order; the next request is not parsed before
+// the current one is answered.
 // Thread-safety: the server and every Exchange live on one io_context thread; handlers
 // are called on it and must call Exchange methods on it. Stop(), port() and the counters
 // may be called from any thread. Destroy the Server on the loop thread or after the loop
@@ -80,10 +83,17 @@ class Exchange {
 using Handler = std::function<void(Request, std::shared_ptr<Exchange>)>;
 
 struct ServerOptions {
+  // Also the cap on each piece of chunked framing (a chunk-size line with its extensions,
+  // the trailer section): a request never buffers more than about
+  // max_header_bytes + max_body_bytes.
   size_t max_header_bytes = 16 * 1024;
   size_t max_body_bytes = 1024 * 1024;
   absl::Duration read_timeout = absl::Seconds(30);  // to receive a whole request
   absl::Duration idle_timeout = absl::Seconds(60);  // keep-alive between requests
+  // A new connection that has not started its first request by then is closed.
+  absl::Duration first_request_timeout = absl::Seconds(10);
+  // At the cap a newcomer evicts the oldest connection that has not completed a request
+  // yet (idle since accept, or a first request still trickling in); with none, it gets 503.
   size_t max_connections = 4096;
 };
 
@@ -109,6 +119,8 @@ class Server {
   uint64_t accepted_connections() const;
   // Requests handed to the handler since Listen.
   uint64_t requests() const;
+  // Never-used connections closed to make room for a newcomer at max_connections.
+  uint64_t evicted_connections() const;
 
  private:
   class Impl;

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <list>
 #include <memory>
 #include <optional>
 #include <string>
@@ -57,13 +58,21 @@ class ServerCore : public std::enable_shared_from_this<ServerCore> {
         accept_retry_(io),
         read_timeout_(ToSteady(options.read_timeout)),
         idle_timeout_(ToSteady(options.idle_timeout)),
+        first_request_timeout_(ToSteady(options.first_request_timeout)),
         linger_(std::min<SteadyClock::duration>(ToSteady(options.read_timeout),
                                                 std::chrono::seconds(2))) {}
+
+  ~ServerCore();
 
   absl::Status Listen(const std::string& address);
   void Stop(std::function<void()> done);
   void Shutdown();
   void Remove(Session* s);
+  // Starts serving an accepted socket. At the cap, or when `out_of_fds`, it first closes the
+  // oldest never-used connection; with none it answers 503 and closes `socket` instead.
+  void Admit(tcp::socket socket, bool out_of_fds);
+  // A session completed its first request: it is no longer evictable.
+  void MarkUsed(Session* s);
 
   asio::io_context& io_;
   const ServerOptions options_;
@@ -72,9 +81,15 @@ class ServerCore : public std::enable_shared_from_this<ServerCore> {
   asio::steady_timer accept_retry_;
   const SteadyClock::duration read_timeout_;
   const SteadyClock::duration idle_timeout_;
+  const SteadyClock::duration first_request_timeout_;
   const SteadyClock::duration linger_;
 
   std::vector<std::shared_ptr<Session>> sessions_;
+  // Sessions that have not completed a request, oldest first: the ones evicted at the cap.
+  std::list<Session*> fresh_;
+  // An open /dev/null held in reserve: when accept fails for want of descriptors it is
+  // closed to accept (and answer) one connection, then reopened.
+  int spare_fd_ = -1;
   bool stopping_ = false;
   // Set by Server::Stop() at once (any thread); the rest of Stop runs later on the loop.
   // Lets a handler that calls Stop() and then answers send "Connection: close".
@@ -86,10 +101,16 @@ class ServerCore : public std::enable_shared_from_this<ServerCore> {
   std::atomic<size_t> connections_{0};
   std::atomic<uint64_t> accepted_{0};
   std::atomic<uint64_t> requests_{0};
+  std::atomic<uint64_t> evicted_{0};
 
  private:
   void Accept();
   void OnAccept(const beast::error_code& ec, tcp::socket socket);
+  // accept() failed with EMFILE/ENFILE: uses the spare descriptor to take one connection
+  // off the backlog. False when that was impossible (then back off).
+  bool AcceptWithSpareFd();
+  void RetryAcceptSoon();
+  bool EvictOldestFresh();
   void RejectBusy(tcp::socket& socket);
   void MaybeFinishStop();
 };
@@ -108,6 +129,8 @@ class Session : public std::enable_shared_from_this<Session> {
         scratch_(new char[kReadChunk]) {}
 
   size_t slot = 0;  // index in ServerCore::sessions_
+  // Position in ServerCore::fresh_ while the session has not completed a request.
+  std::optional<std::list<Session*>::iterator> fresh_pos;
 
   void Start() { Process(); }
 
@@ -138,6 +161,9 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void Process();
   bool CheckHeader();
+  // The parser needs more bytes but holds `buf_.size()` unconsumed ones: answers an error
+  // and returns false when that is more than a request may buffer.
+  bool CheckBuffered();
   void Dispatch();
   void SendError(unsigned status, std::string_view code, const std::string& message,
                  std::string_view hint);

@@ -2,6 +2,8 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -79,6 +81,18 @@ class RawConn {
       out.push_back(c);
     }
     return out;
+  }
+  // What has arrived so far, waiting at most `wait` for the first byte.
+  std::string ReadAvailable(std::chrono::milliseconds wait = std::chrono::milliseconds(0)) {
+    pollfd p{fd_, POLLIN, 0};
+    ::poll(&p, 1, static_cast<int>(wait.count()));
+    std::string out;
+    char buf[4096];
+    for (;;) {
+      ssize_t n = ::recv(fd_, buf, sizeof(buf), MSG_DONTWAIT);
+      if (n <= 0) return out;
+      out.append(buf, static_cast<size_t>(n));
+    }
   }
   void Close() {
     if (fd_ >= 0) ::close(fd_);
@@ -624,6 +638,178 @@ TEST_F(ServerTest, ConnectionsBeyondTheCapGet503) {
   std::string out = second.ReadAll(&eof);
   EXPECT_THAT(out, StartsWith("HTTP/1.1 503 "));
   EXPECT_EQ(server_->connections(), 1u);
+}
+
+// Sends `head`, then `filler` over and over (up to `limit` bytes), checking after each piece
+// whether the server answered; returns what it answered and how much had been sent by then.
+struct Flooded {
+  std::string answer;
+  size_t sent = 0;
+};
+Flooded Flood(uint16_t port, const std::string& head, const std::string& filler, size_t limit) {
+  RawConn c(port);
+  c.Send(head);
+  Flooded f;
+  std::string piece;
+  while (piece.size() < 16 * 1024) piece += filler;
+  while (f.sent < limit) {
+    c.Send(piece);
+    f.sent += piece.size();
+    // Paces the sender (loopback socket buffers hold megabytes), not a correctness wait.
+    f.answer = c.ReadAvailable(milliseconds(20));
+    if (!f.answer.empty()) break;
+  }
+  if (!f.answer.empty()) f.answer += c.ReadAll();
+  return f;
+}
+
+TEST_F(ServerTest, EndlessChunkSizeLineIs400BeforeMuchIsBuffered) {
+  Start();
+  auto f = Flood(server_->port(),
+                 "POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n", "0123456789abcdef",
+                 8 * 1024 * 1024);
+  EXPECT_THAT(f.answer, StartsWith("HTTP/1.1 400 Bad Request\r\n"));
+  EXPECT_THAT(f.answer, HasSubstr("chunked body"));
+  EXPECT_LT(f.sent, 2u * 1024 * 1024);
+  EXPECT_EQ(server_->requests(), 0u);
+}
+
+TEST_F(ServerTest, EndlessChunkExtensionIs400BeforeMuchIsBuffered) {
+  Start();
+  auto f = Flood(server_->port(),
+                 "POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1;", "ext=val;",
+                 8 * 1024 * 1024);
+  EXPECT_THAT(f.answer, StartsWith("HTTP/1.1 400 Bad Request\r\n"));
+  EXPECT_LT(f.sent, 2u * 1024 * 1024);
+}
+
+TEST_F(ServerTest, EndlessTrailerIs400BeforeMuchIsBuffered) {
+  Start();
+  auto f = Flood(server_->port(),
+                 "POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 "3\r\nabc\r\n0\r\nX-Trailer: ",
+                 "aaaaaaaa", 8 * 1024 * 1024);
+  EXPECT_THAT(f.answer, StartsWith("HTTP/1.1 400 Bad Request\r\n"));
+  EXPECT_LT(f.sent, 2u * 1024 * 1024);
+}
+
+TEST_F(ServerTest, ChunkedBodyOfManySmallChunksIsNotMistakenForEndlessFraming) {
+  handler_ = [](Request r, std::shared_ptr<Exchange> ex) {
+    ex->Respond(Text(std::to_string(r.body.size())));
+  };
+  Start();
+  RawConn c(server_->port());
+  std::string body;
+  for (int i = 0; i < 50000; ++i) body += "1;a=b\r\nx\r\n";  // ~500 KB of framing, 50 KB of data
+  c.Send("POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n" +
+         body + "0\r\nX-T: 1\r\n\r\n");
+  EXPECT_THAT(c.ReadAll(), ::testing::EndsWith("\r\n\r\n50000"));
+}
+
+TEST_F(ServerTest, AtTheCapANeverUsedConnectionIsEvictedForANewcomer) {
+  ServerOptions o;
+  o.max_connections = 3;
+  Start(o);
+  RawConn used(server_->port());
+  used.Send("GET /a HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_THAT(used.ReadUntil("[/a]"), HasSubstr("[/a]"));
+  RawConn idle1(server_->port());
+  ASSERT_TRUE(Eventually([&] { return server_->connections() == 2; }));
+  RawConn idle2(server_->port());  // a slowloris: half a request line, never finished
+  idle2.Send("GET /slow HTTP/1.1\r\nHo");
+  ASSERT_TRUE(Eventually([&] { return server_->connections() == 3; }));
+
+  RawConn newcomer(server_->port());
+  newcomer.Send("GET /new HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_THAT(newcomer.ReadUntil("[/new]"), ::testing::EndsWith("[/new]"));
+  bool eof = false;
+  EXPECT_EQ(idle1.ReadAll(&eof), "");  // the oldest never-used connection made room
+  EXPECT_TRUE(eof);
+  EXPECT_EQ(server_->evicted_connections(), 1u);
+
+  RawConn second(server_->port());  // the slowloris goes next
+  second.Send("GET /second HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  EXPECT_THAT(second.ReadAll(), ::testing::EndsWith("[/second]"));
+  eof = false;
+  EXPECT_EQ(idle2.ReadAll(&eof), "");
+  EXPECT_TRUE(eof);
+
+  // The connection that completed a request keeps working.
+  used.Send("GET /b HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_THAT(used.ReadUntil("[/b]"), HasSubstr("[/b]"));
+  EXPECT_EQ(server_->evicted_connections(), 2u);
+}
+
+TEST_F(ServerTest, AtTheCapWithOnlyUsedConnectionsTheNewcomerGets503) {
+  ServerOptions o;
+  o.max_connections = 2;
+  Start(o);
+  RawConn a(server_->port());
+  RawConn b(server_->port());
+  for (auto* c : {&a, &b}) {
+    c->Send("GET /x HTTP/1.1\r\nHost: x\r\n\r\n");
+    EXPECT_THAT(c->ReadUntil("[/x]"), HasSubstr("[/x]"));
+  }
+  RawConn refused(server_->port());
+  EXPECT_THAT(refused.ReadAll(), StartsWith("HTTP/1.1 503 "));
+  EXPECT_EQ(server_->evicted_connections(), 0u);
+  a.Send("GET /still HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_THAT(a.ReadUntil("[/still]"), HasSubstr("[/still]"));
+}
+
+TEST_F(ServerTest, NeverUsedConnectionsTimeOutSoonerThanKeepAliveOnes) {
+  ServerOptions o;
+  o.first_request_timeout = absl::Milliseconds(200);
+  o.idle_timeout = absl::Seconds(60);
+  Start(o);
+  RawConn used(server_->port());
+  used.Send("GET /a HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_THAT(used.ReadUntil("[/a]"), HasSubstr("[/a]"));
+  RawConn fresh(server_->port());
+  bool eof = false;
+  EXPECT_EQ(fresh.ReadAll(&eof), "");  // closed quietly, long before the 5 s receive timeout
+  EXPECT_TRUE(eof);
+  EXPECT_EQ(server_->connections(), 1u);  // the keep-alive connection is still open
+  used.Send("GET /b HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_THAT(used.ReadUntil("[/b]"), HasSubstr("[/b]"));
+}
+
+TEST_F(ServerTest, OutOfDescriptorsNewcomersGet503AndServingResumesAfterwards) {
+  Start();
+  RawConn used(server_->port());
+  used.Send("GET /a HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_THAT(used.ReadUntil("[/a]"), HasSubstr("[/a]"));
+  rlimit saved{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
+  std::optional<RawConn> waiting[2];
+  {
+    // Holds the loop so the two connections wait in the backlog while descriptors run out.
+    std::promise<void> release;
+    std::promise<void> held;
+    asio::post(io_, [&] {
+      held.set_value();
+      release.get_future().wait();
+    });
+    held.get_future().wait();
+    for (auto& w : waiting) w.emplace(server_->port());
+    const int lowest_free = ::dup(0);
+    ASSERT_GE(lowest_free, 0);
+    ::close(lowest_free);
+    rlimit low = saved;
+    low.rlim_cur = static_cast<rlim_t>(lowest_free);  // no new descriptor can be made
+    ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+    release.set_value();
+  }
+  std::string answers[2];
+  for (int i = 0; i < 2; ++i) answers[i] = waiting[i]->ReadAll();
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &saved), 0);
+  for (const auto& a : answers) {
+    EXPECT_THAT(a, StartsWith("HTTP/1.1 503 "));  // refused cleanly, not left hanging
+    EXPECT_THAT(a, HasSubstr("too many connections"));
+  }
+  RawConn later(server_->port());
+  later.Send("GET /later HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  EXPECT_THAT(later.ReadAll(), ::testing::EndsWith("[/later]"));
 }
 
 TEST_F(ServerTest, ClientReconnectsAfterServerClosedIdleConnection) {

@@ -125,7 +125,10 @@ void Session::Process() {
     beast::error_code ec;
     size_t used = parser_->put(buf_.data(), ec);
     buf_.consume(used);
-    if (ec == bhttp::error::need_more) break;
+    if (ec == bhttp::error::need_more) {
+      if (!CheckBuffered()) return;
+      break;
+    }
     if (ec) {
       OnParseError(ec);
       return;
@@ -152,10 +155,29 @@ void Session::Process() {
       Close();
       return;
     }
-    read_deadline_ = SteadyClock::now() + server_->idle_timeout_;
+    read_deadline_ = SteadyClock::now() + (fresh_pos ? server_->first_request_timeout_
+                                                     : server_->idle_timeout_);
   }
   ArmTimer();
   MaybeRead();
+}
+
+bool Session::CheckBuffered() {
+  // Unconsumed bytes are the start of a header section, of a chunk-size line (with its
+  // extensions) or of a trailer section: the parser consumes body bytes as they come.
+  // Beast 1.74 limits only the first, so without this a chunk header that never ends grows
+  // the buffer until the read timeout.
+  const size_t limit = server_->options_.max_header_bytes;
+  if (buf_.size() <= limit) return true;
+  if (!parser_->is_header_done()) {
+    OnParseError(bhttp::error::header_limit);
+  } else {
+    SendError(400, "BAD_REQUEST",
+              absl::StrCat("malformed chunked body: a chunk-size line or the trailer exceeds ",
+                           limit, " bytes"),
+              "send chunk sizes as short hex lines and keep trailers small");
+  }
+  return false;
 }
 
 bool Session::CheckHeader() {
@@ -238,6 +260,7 @@ void Session::Dispatch() {
   ++exchange_id_;
   state_ = State::kHandler;
   server_->requests_.fetch_add(1, std::memory_order_relaxed);
+  server_->MarkUsed(this);
 
   const uint64_t id = exchange_id_;
   {
