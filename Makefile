@@ -6,7 +6,11 @@ PALM := ./$(BUILD_DIR)/src/palm/palm
 JOBS ?= 2
 
 .DEFAULT_GOAL := build
-.PHONY: build deps configure test run stop bench format clean
+SANITIZE_DIR ?= build-sanitize
+FUZZ_DIR ?= build-fuzz
+FUZZ_SECONDS ?= 60
+
+.PHONY: build deps configure test test-sanitize fuzz run stop bench format clean
 
 deps:
 	@./scripts/install-deps.sh
@@ -19,6 +23,23 @@ build: configure
 
 test: build
 	ctest --test-dir $(BUILD_DIR) --output-on-failure -j$(JOBS)
+
+# Every unit and integration test again, built with ASan + UBSan (no recovery: the first
+# finding fails the test). -O1 keeps the build and the tests fast enough for CI.
+test-sanitize: deps
+	@cmake -S . -B $(SANITIZE_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Sanitize -DCMAKE_CXX_FLAGS_SANITIZE="-O1 -g1" \
+	  -DPALM_SANITIZE=ON -DPALM_BENCH=OFF >/dev/null
+	@ninja -C $(SANITIZE_DIR)
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ctest --test-dir $(SANITIZE_DIR) --output-on-failure -j$(JOBS)
+
+# The libFuzzer targets of fuzz/ (clang, ASan + UBSan), each run for FUZZ_SECONDS.
+fuzz: deps
+	@CXX=clang++ cmake -S . -B $(FUZZ_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Fuzz -DCMAKE_CXX_FLAGS_FUZZ="-O1 -g1" \
+	  -DPALM_FUZZ=ON -DPALM_BENCH=OFF >/dev/null
+	@ninja -C $(FUZZ_DIR) fuzz_all
+	@./scripts/fuzz.sh $(FUZZ_DIR) $(FUZZ_SECONDS)
 
 run: build
 	@if $(PALM) --data-dir $(DATA_DIR) daemon status >/dev/null 2>&1; then \
@@ -48,4 +69,4 @@ format:
 	@git ls-files -co --exclude-standard -- '*.cc' '*.h' | xargs clang-format -i
 
 clean:
-	rm -rf $(BUILD_DIR)
+	rm -rf $(BUILD_DIR) $(SANITIZE_DIR) $(FUZZ_DIR)
