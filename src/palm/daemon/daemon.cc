@@ -27,6 +27,7 @@
 #include "palm/daemon/examples.h"
 #include "palm/daemon/task_driver.h"
 #include "palm/health/health_manager.h"
+#include "palm/http/fd_limit.h"
 #include "palm/http/server.h"
 #include "palm/runtime/process_runtime.h"
 #include "palm/store/store.h"
@@ -165,8 +166,23 @@ int RunDaemon(const DaemonOptions& options) {
   auto runtime = runtime::NewProcessRuntime(io);
   controller::KernelPortAllocator ports;
 
+  // Every connection costs a descriptor, so do agents' pidfds, spawns, probes, log files
+  // and the store: raise the soft limit (1024 by default) to the hard one and keep a
+  // reserve, so the connection cap (a clean 503) comes before running out of descriptors.
+  http::ServerOptions server_options;
+  std::string fd_note;
+  if (auto fds = http::RaiseFdLimit(); fds.ok()) {
+    server_options.max_connections = http::MaxConnectionsForFdLimit(fds->soft);
+    fd_note = absl::StrCat(" (RLIMIT_NOFILE ", fds->soft,
+                           fds->previous != fds->soft ? absl::StrCat(", raised from ", fds->previous)
+                                                      : std::string(),
+                           ", hard ", fds->hard, ")");
+  } else {
+    PALM_LOG(kWarning, "cannot read the file descriptor limit: ", fds.status().message());
+  }
+
   std::unique_ptr<api::Api> api;
-  http::Server server(io, http::ServerOptions{},
+  http::Server server(io, server_options,
                       [&api](http::Request req, std::shared_ptr<http::Exchange> ex) {
                         api->Handle(std::move(req), std::move(ex));
                       });
@@ -283,7 +299,8 @@ int RunDaemon(const DaemonOptions& options) {
   runner.Start();
   task_driver.Start();
   PALM_LOG(kInfo, "palm daemon ", kVersion, " (pid ", ::getpid(), ") serving on ", endpoint,
-           ", data dir ", data_dir);
+           ", data dir ", data_dir, ", up to ", server_options.max_connections, " connections",
+           fd_note);
   io.run();
   signals.cancel();
   ::unlink(pid_path.c_str());

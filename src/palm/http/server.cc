@@ -177,7 +177,7 @@ bool ServerCore::EvictOldestFresh() {
   return true;
 }
 
-void ServerCore::Admit(tcp::socket socket, bool out_of_fds) {
+void ServerCore::Admit(tcp::socket socket, bool out_of_fds, std::string remote) {
   accepted_.fetch_add(1, std::memory_order_relaxed);
   if ((out_of_fds || sessions_.size() >= options_.max_connections) && !EvictOldestFresh()) {
     RejectBusy(socket);
@@ -185,9 +185,11 @@ void ServerCore::Admit(tcp::socket socket, bool out_of_fds) {
   }
   beast::error_code ignored;
   socket.set_option(tcp::no_delay(true), ignored);
-  beast::error_code rec;
-  auto remote_ep = socket.remote_endpoint(rec);
-  std::string remote = rec ? std::string("unknown") : FormatEndpoint(remote_ep);
+  if (remote.empty()) {
+    beast::error_code rec;
+    auto remote_ep = socket.remote_endpoint(rec);
+    remote = rec ? std::string("unknown") : FormatEndpoint(remote_ep);
+  }
   auto session =
       std::make_shared<Session>(shared_from_this(), std::move(socket), std::move(remote));
   session->slot = sessions_.size();
@@ -305,6 +307,24 @@ uint64_t Server::requests() const { return impl_->requests_.load(std::memory_ord
 
 uint64_t Server::evicted_connections() const {
   return impl_->evicted_.load(std::memory_order_relaxed);
+}
+
+absl::Status ServeConnectionForTesting(asio::io_context& io, int fd, ServerOptions options,
+                                       Handler handler) {
+  // asio does not check the address family of an adopted descriptor, so an AF_UNIX stream
+  // socket works as a tcp::socket for everything a Session does (read, write, shutdown).
+  internal::tcp::socket socket(io);
+  boost::system::error_code ec;
+  socket.assign(internal::tcp::v4(), fd, ec);
+  if (ec) {
+    ::close(fd);
+    return palm::InvalidArgument("cannot serve descriptor " + std::to_string(fd) + ": " +
+                                 ec.message());
+  }
+  auto core = std::make_shared<internal::ServerCore>(io, options, std::move(handler));
+  // The session keeps `core` alive; no acceptor is opened.
+  core->Admit(std::move(socket), /*out_of_fds=*/false, "test-peer");
+  return absl::OkStatus();
 }
 
 }  // namespace palm::http

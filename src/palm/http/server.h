@@ -127,4 +127,13 @@ class Server {
   std::shared_ptr<Impl> impl_;
 };
 
+// Test seam (fuzz targets, unit tests): serves the already-connected stream socket `fd`
+// (one end of a socketpair(AF_UNIX, SOCK_STREAM) will do) as one connection of a server with
+// `options` and `handler`, without a listening socket. Takes ownership of `fd`, also on
+// failure. The connection lives on `io` until it closes (peer EOF, error or timeout) and
+// holds no other work, so io.run() returns once it is done. kInvalidArgument when asio
+// cannot adopt `fd`. Call on the loop thread or before the loop runs.
+absl::Status ServeConnectionForTesting(boost::asio::io_context& io, int fd, ServerOptions options,
+                                       Handler handler);
+
 }  // namespace palm::http

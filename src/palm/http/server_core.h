@@ -1,5 +1,5 @@
 // Internals of palm::http::Server shared by server.cc and session.cc. Not part of the API:
-// only those two files include it.
+// only those two files include it (server.cc also builds ServeConnectionForTesting on it).
 //
 // ServerCore owns the acceptor and the set of live Sessions; a Session is one connection
 // (parsing, keep-alive, timeouts, the response queue). Everything runs on the loop thread
@@ -70,7 +70,8 @@ class ServerCore : public std::enable_shared_from_this<ServerCore> {
   void Remove(Session* s);
   // Starts serving an accepted socket. At the cap, or when `out_of_fds`, it first closes the
   // oldest never-used connection; with none it answers 503 and closes `socket` instead.
-  void Admit(tcp::socket socket, bool out_of_fds);
+  // `remote` names the peer in Request::remote; empty: its address.
+  void Admit(tcp::socket socket, bool out_of_fds, std::string remote = {});
   // A session completed its first request: it is no longer evictable.
   void MarkUsed(Session* s);
 
