@@ -315,7 +315,8 @@ TEST_F(ServerTest, HugeHeadersAre431) {
 TEST_F(ServerTest, GarbageIs400AndCloses) {
   Start();
   RawConn c(server_->port());
-  c.Send(std::string("\x16\x03\x01\x02\x00 not http at all\r\n\r\n", 28));
+  static constexpr char kTls[] = "\x16\x03\x01\x02\x00 not http at all\r\n\r\n";
+  c.Send(std::string(kTls, sizeof(kTls) - 1));  // the literal holds a NUL: size it exactly
   bool eof = false;
   std::string out = c.ReadAll(&eof);
   EXPECT_TRUE(eof);
