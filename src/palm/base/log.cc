@@ -6,6 +6,7 @@
 
 #include "absl/time/clock.h"
 #include "palm/base/clock.h"
+#include "palm/base/utf8.h"
 
 namespace palm {
 namespace {
@@ -21,7 +22,12 @@ void LogLine(LogLevel level, std::string_view message) {
   line += ' ';
   line += kNames[static_cast<int>(level)];
   line += ' ';
-  line += message;
+  // Messages quote what agents and probes said: the log stays valid UTF-8 whatever they sent.
+  if (FindInvalidUtf8(message) == std::string_view::npos) {
+    line += message;
+  } else {
+    line += ToValidUtf8(message);
+  }
   line += '\n';
   std::fwrite(line.data(), 1, line.size(), stderr);
 }

@@ -1,6 +1,7 @@
 // Minimal structured-ish logging to stderr (the daemon's palmd.log):
 //   2026-11-22T19:08:06.123Z INFO  instance buyer-001 started (pid 4242)
-// Thread-safe (one fwrite per line). Set the minimum level once at start.
+// Thread-safe (one fwrite per line). Set the minimum level once at start. Lines are valid
+// UTF-8: invalid bytes in a message are written as U+FFFD.
 #pragma once
 
 #include <string_view>

@@ -12,6 +12,7 @@
 #include "palm/base/error.h"
 #include "palm/base/log.h"
 #include "palm/base/semver.h"
+#include "palm/base/utf8.h"
 #include "palm/controller/policy.h"
 #include "palm/controller/supervisor_live.h"
 #include "palm/controller/template.h"
@@ -80,7 +81,15 @@ Supervisor::Supervisor(store::Store& store, runtime::Runtime& runtime, const Clo
                        PortAllocator& ports, SupervisorOptions options,
                        events::EventLog* events)
     : store_(store), runtime_(runtime), clock_(clock), ports_(ports),
-      options_(std::move(options)), events_(events) {}
+      options_(std::move(options)), events_(events),
+      committer_(store, "supervisor",
+                 {[events](store::WriteBatch* b) {
+                    if (events) events->Seal(b);
+                  },
+                  [events](const store::WriteBatch& b) {
+                    if (events) events->Publish(b);
+                  }}),
+      pending_(committer_.pending()) {}
 
 Supervisor::~Supervisor() = default;
 
@@ -170,6 +179,9 @@ absl::Status Supervisor::Load() {
   }
   adopted += RecoverUnrecordedStarts(unrecorded);
   for (auto& [k, live] : instances_) SyncRoute(*live);
+  // Every deployment and instance is known to the engine now: what its tasks name beyond
+  // them (an instance removed above or while the daemon was down) is gone for good.
+  if (tasks_) tasks_->FleetViewComplete();
   PALM_RETURN_IF_ERROR(Commit());
   PALM_LOG(kInfo, "loaded ", deployments_.size(), " deployments, ", instances_.size(),
            " instances (", adopted, " adopted, ", lost, " gone)");
@@ -256,23 +268,40 @@ void Supervisor::Erase(const std::string& runtime_key) {
   heartbeat_dirty_.erase(runtime_key);
   if (health_) health_->Untrack(runtime_key);
   if (tasks_) tasks_->RemoveInstance(in.tenant, in.id);
-  pending_.delete_instances.emplace_back(in.tenant, in.id);
+  pending_.DeleteInstance(in.tenant, in.id);  // also drops puts of it kept from a failed commit
   instances_.erase(it);
 }
 
 absl::Status Supervisor::Commit() {
-  if (pending_.empty()) return absl::OkStatus();
-  store::WriteBatch batch = std::move(pending_);
-  pending_ = {};
-  // A later put of the same row supersedes an earlier one; the store applies in order.
-  if (events_) events_->Seal(&batch);
-  absl::Status st = store_.Apply(batch);
-  if (!st.ok()) {
-    PALM_LOG(kError, "store write failed: ", st.ToString());
-    return st;
+  // A later put of the same row supersedes an earlier one; the store applies in order. A
+  // failed batch stays pending (the Committer's rule) and so do the stops it recorded.
+  PALM_RETURN_IF_ERROR(committer_.Commit());
+  SendRecordedStops();
+  return absl::OkStatus();
+}
+
+absl::Status Supervisor::CommitMutation(std::string_view what) {
+  absl::Status st = Commit();
+  if (st.ok()) return st;
+  return store::NotYetDurable(st, what);
+}
+
+void Supervisor::SendRecordedStops() {
+  std::vector<RecordedStop> stops = std::exchange(recorded_stops_, {});
+  for (const RecordedStop& stop : stops) {
+    auto it = instances_.find(stop.runtime_key);
+    // Gone, or exited (or otherwise moved on) before its stop became durable: nothing to send.
+    if (it == instances_.end() || it->second->inst.state != InstanceState::kStopping) continue;
+    Live& live = *it->second;
+    // The grace period runs from the signal, which is sent now.
+    live.stop_deadline = clock_.Now() + stop.grace;
+    absl::Status st = runtime_.Signal(stop.runtime_key, stop.signal);
+    if (!st.ok()) {
+      EmitFor(live, "warning", "StopSignalFailed",
+              absl::StrCat("could not be sent ", model::SignalName(stop.signal), ": ",
+                           st.message()));
+    }
   }
-  if (events_) events_->Publish(batch);
-  return st;
 }
 
 void Supervisor::Emit(const char* severity, const char* kind, const char* object_type,
@@ -326,9 +355,11 @@ absl::StatusOr<model::AgentSpec> Supervisor::RegisterSpec(model::AgentSpec spec,
       {spec.tenant, spec.name, spec.version, model::ToJson(spec), false});
   Emit("info", "SpecRegistered", "spec", absl::StrCat(spec.name, "@", spec.version), "",
        spec.tenant, absl::StrCat("spec ", spec.name, "@", spec.version, " registered"), "user");
-  PALM_RETURN_IF_ERROR(Commit());
   *created = true;
-  return versions[spec.version] = std::move(spec);
+  const std::string what = absl::StrCat("registering spec ", spec.name, "@", spec.version);
+  model::AgentSpec& stored = versions[spec.version] = std::move(spec);
+  PALM_RETURN_IF_ERROR(CommitMutation(what));
+  return stored;
 }
 
 std::vector<const model::AgentSpec*> Supervisor::ListSpecs(const std::string& tenant) const {
@@ -381,8 +412,9 @@ absl::StatusOr<model::AgentSpec> Supervisor::DeprecateSpec(const std::string& te
   pending_.put_specs.push_back({spec.tenant, spec.name, spec.version, model::ToJson(spec), true});
   Emit("info", "SpecDeprecated", "spec", absl::StrCat(spec.name, "@", spec.version), "",
        spec.tenant, absl::StrCat("spec ", spec.name, "@", spec.version, " deprecated"), "user");
-  PALM_RETURN_IF_ERROR(Commit());
   specs_[tenant][name][spec.version] = spec;
+  PALM_RETURN_IF_ERROR(
+      CommitMutation(absl::StrCat("deprecating spec ", spec.name, "@", spec.version)));
   return spec;
 }
 
@@ -470,10 +502,12 @@ absl::StatusOr<Deployment> Supervisor::ApplyDeployment(Deployment d, bool* creat
                                   d.replicas, ")");
   Emit("info", *created ? "DeploymentCreated" : "DeploymentUpdated", "deployment", d.name,
        d.name, d.tenant, what, "user");
-  PALM_RETURN_IF_ERROR(Commit());
+  // Memory first: under the Committer's rule the change is kept even if this commit fails,
+  // and the reconciler acts on it (starting nothing before its records are durable).
   SyncDeployment(d);
   deployments_[key] = d;
   MarkDirty(key);
+  PALM_RETURN_IF_ERROR(CommitMutation(what));
   return d;
 }
 
@@ -483,12 +517,13 @@ absl::StatusOr<Deployment> Supervisor::SaveDeployment(Deployment d, const char* 
   d.updated_at = clock_.Now();
   pending_.put_deployments.push_back({d.tenant, d.name, model::ToJson(d)});
   if (kind) Emit("info", kind, "deployment", d.name, d.name, d.tenant, message, "user");
-  PALM_RETURN_IF_ERROR(Commit());
   deployments_[key] = d;
   SyncDeployment(d);
   // Draining or resuming changes every instance's routability.
   for (Live* live : InstancesOf(key)) SyncRoute(*live);
   MarkDirty(key);
+  PALM_RETURN_IF_ERROR(CommitMutation(
+      message.empty() ? absl::StrCat("the change to deployment ", key.name) : message));
   return d;
 }
 
@@ -528,10 +563,9 @@ absl::StatusOr<Deployment> Supervisor::RecordFleetTask(const DeploymentKey& key,
 absl::StatusOr<Deployment> Supervisor::DeleteDeployment(const DeploymentKey& key) {
   PALM_ASSIGN_OR_RETURN(const Deployment* found, GetDeployment(key));
   Deployment d = *found;
-  pending_.delete_deployments.emplace_back(key.tenant, key.name);
+  pending_.DeleteDeployment(key.tenant, key.name);
   Emit("info", "DeploymentDeleted", "deployment", key.name, key.name, key.tenant,
        absl::StrCat("deployment ", key.name, " deleted; stopping its instances"), "user");
-  PALM_RETURN_IF_ERROR(Commit());
   deployments_.erase(key);
   revisions_.erase(key);
   targets_.erase(key);
@@ -539,6 +573,7 @@ absl::StatusOr<Deployment> Supervisor::DeleteDeployment(const DeploymentKey& key
   if (tasks_) tasks_->RemoveDeployment(key.tenant, key.name);
   for (Live* live : InstancesOf(key)) live->removing = true;
   MarkDirty(key);
+  PALM_RETURN_IF_ERROR(CommitMutation(absl::StrCat("deleting deployment ", key.name)));
   return d;
 }
 
@@ -770,9 +805,8 @@ absl::Status Supervisor::RestartInstance(const std::string& tenant, const std::s
   }
   Emit("info", "InstanceRestartRequested", "instance", id, live->inst.deployment, tenant,
        absl::StrCat("instance ", id, " restart requested"), "user");
-  PALM_RETURN_IF_ERROR(Commit());
   MarkDirty(live->key());
-  return absl::OkStatus();
+  return CommitMutation(absl::StrCat("restarting instance ", id));
 }
 
 absl::Status Supervisor::DrainInstance(const std::string& tenant, const std::string& id) {
@@ -790,9 +824,8 @@ absl::Status Supervisor::DrainInstance(const std::string& tenant, const std::str
                     " tasks in flight); a replacement starts now"),
        "user");
   BeginStop(*live, /*remove=*/true, /*restart_after=*/false, absl::InfiniteDuration());
-  PALM_RETURN_IF_ERROR(Commit());
   MarkDirty(key);
-  return absl::OkStatus();
+  return CommitMutation(absl::StrCat("draining instance ", id));
 }
 
 // ---- Tasks ----------------------------------------------------------------------------
@@ -1042,6 +1075,7 @@ void Supervisor::PrepareStart(Live& live) {
   in.state = InstanceState::kStarting;
   in.pid = 0;
   in.updated_at = clock_.Now();
+  live.awaiting_spawn = true;
   Persist(live);
 }
 
@@ -1069,9 +1103,11 @@ void Supervisor::StartInstance(Live& live, const Deployment& d) {
   auto req = BuildSpawn(live, d);
   absl::StatusOr<runtime::ProcessId> pid = req.ok() ? runtime_.Spawn(*req) : req.status();
   live.pending_token.clear();
+  live.awaiting_spawn = false;
   in.updated_at = now;
   if (!pid.ok()) {
-    in.last_error = std::string(pid.status().message());
+    // The runtime's message may quote the command and the OS: keep it valid UTF-8.
+    in.last_error = ToValidUtf8(std::string(pid.status().message()), 1024);
     ++in.consecutive_failures;
     EmitFor(live, "error", "SpawnFailed", absl::StrCat("cannot start: ", in.last_error));
     EnterBackOff(live, d, std::max(BackoffDelay(d.restart_policy, in.consecutive_failures),
@@ -1109,6 +1145,7 @@ void Supervisor::BeginStop(Live& live, bool remove, bool restart_after,
   Instance& in = live.inst;
   live.removing = live.removing || remove;
   live.restart_after = restart_after && !live.removing;
+  live.awaiting_spawn = false;  // a start recorded but not yet made is not made
   if (!HasProcess(in)) {
     if (live.removing) {
       Erase(RuntimeKey(in.tenant, in.id));  // `live` is gone after this
@@ -1166,12 +1203,15 @@ void Supervisor::SendStop(Live& live) {
   in.state = InstanceState::kStopping;
   in.ready = false;
   in.updated_at = clock_.Now();
-  live.stop_deadline = clock_.Now() + absl::Milliseconds(std::llround(stop.grace_s * 1000));
+  // The signal goes out once Stopping is durable (SendRecordedStops), and the grace period
+  // (the SIGKILL deadline) starts then.
+  live.stop_deadline = absl::InfiniteFuture();
   live.kill_sent = false;
-  absl::Status st = runtime_.Signal(RuntimeKey(in.tenant, in.id), stop.signal);
+  recorded_stops_.push_back({RuntimeKey(in.tenant, in.id), stop.signal,
+                             absl::Milliseconds(std::llround(stop.grace_s * 1000))});
   EmitFor(live, "info", "InstanceStopping",
           absl::StrCat("stopping (", model::SignalName(stop.signal), ", grace ", stop.grace_s,
-                       "s)", st.ok() ? "" : absl::StrCat(": ", st.message())));
+                       "s)"));
   Persist(live);
 }
 
@@ -1258,14 +1298,20 @@ bool Supervisor::Wanted(const DeploymentKey& key, int64_t revision) const {
   return it != t->second.end() && it->second > 0;
 }
 
-absl::Time Supervisor::ReconcileOrphans(const DeploymentKey& key) {
-  absl::Time next = absl::InfiniteFuture();
+void Supervisor::ReconcileOrphans(const DeploymentKey& key) {
   for (Live* live : InstancesOf(key)) {
-    std::string runtime_key = RuntimeKey(live->inst.tenant, live->inst.id);
     BeginStop(*live, /*remove=*/true, /*restart_after=*/false);  // may erase `live`
-    auto it = instances_.find(runtime_key);
-    if (it != instances_.end() && !it->second->kill_sent) {
-      next = std::min(next, it->second->stop_deadline);
+  }
+}
+
+absl::Time Supervisor::StopDeadlines(const DeploymentKey& key) const {
+  absl::Time next = absl::InfiniteFuture();
+  for (const Live* live : InstancesOf(key)) {
+    if (live->inst.state == InstanceState::kStopping && !live->kill_sent) {
+      next = std::min(next, live->stop_deadline);
+    }
+    if (live->inst.state == InstanceState::kDraining) {
+      next = std::min(next, live->drain_deadline);
     }
   }
   return next;
@@ -1288,12 +1334,18 @@ absl::StatusOr<bool> Supervisor::ReconcilePass(Deployment& d, absl::Time now, ab
     if (live->removing || !Wanted(key, in.revision)) continue;
     bool due = in.state == InstanceState::kPending ||
                (in.state == InstanceState::kBackOff && in.next_start_at.value_or(now) <= now);
-    if (due) to_start.push_back(live);
+    if (due) {
+      // Phase 1: record every start (state Starting, the hash of the token the process will
+      // carry) in one transaction before any process exists, so a daemon killed mid-way can
+      // find the processes it started (see Load) instead of starting them twice.
+      PrepareStart(*live);
+      to_start.push_back(live);
+    } else if (live->awaiting_spawn && in.state == InstanceState::kStarting) {
+      to_start.push_back(live);  // recorded by a commit that failed; spawned once it is durable
+    }
   }
-  // Phase 1: record every start (state Starting, the hash of the token the process will
-  // carry) in one transaction before any process exists, so a daemon killed mid-way can
-  // find the processes it started (see Load) instead of starting them twice.
-  for (Live* live : to_start) PrepareStart(*live);
+  // No process before its record is durable: a failed commit spawns nothing (and keeps the
+  // record for the next pass).
   PALM_RETURN_IF_ERROR(Commit());
   // Phase 2: spawn, then record pids in one transaction.
   for (Live* live : to_start) StartInstance(*live, TemplateFor(d, live->inst.revision));
@@ -1316,25 +1368,24 @@ absl::StatusOr<absl::Time> Supervisor::Reconcile(const DeploymentKey& key) {
   next = std::min(next, FinishDrains(all, now));
   for (Live* live : all) {
     if (live->inst.state != InstanceState::kStopping || live->kill_sent) continue;
+    // stop_deadline is set when the stop signal went out (after its record was durable).
     if (now >= live->stop_deadline) {
       live->kill_sent = true;
       EmitFor(*live, "warning", "StopTimeout",
               "did not stop within its grace period; sending SIGKILL");
       (void)runtime_.Signal(RuntimeKey(live->inst.tenant, live->inst.id), SIGKILL);
-    } else {
-      next = std::min(next, live->stop_deadline);
     }
   }
   if (stopping_all_) {
     PALM_RETURN_IF_ERROR(Commit());
-    return next;
+    return std::min(next, StopDeadlines(key));
   }
 
   Deployment* d = FindDeployment(key);
   if (!d) {
-    next = std::min(next, ReconcileOrphans(key));
+    ReconcileOrphans(key);
     PALM_RETURN_IF_ERROR(Commit());
-    return next;
+    return std::min(next, StopDeadlines(key));
   }
 
   // 2-4 run again while they change something: what changed (instances created,
@@ -1346,18 +1397,10 @@ absl::StatusOr<absl::Time> Supervisor::Reconcile(const DeploymentKey& key) {
     PALM_ASSIGN_OR_RETURN(again, ReconcilePass(*d, now, &next));
   }
   if (again) next = now;  // still moving: go on after other work had its turn
-
-  // Stops begun above need their drain and SIGKILL deadlines watched.
-  for (Live* live : InstancesOf(key)) {
-    if (live->inst.state == InstanceState::kStopping && !live->kill_sent) {
-      next = std::min(next, live->stop_deadline);
-    }
-    if (live->inst.state == InstanceState::kDraining) {
-      next = std::min(next, live->drain_deadline);
-    }
-  }
   PALM_RETURN_IF_ERROR(Commit());
-  return next;
+  // Stops begun above need their drain and SIGKILL deadlines watched; a SIGKILL deadline is
+  // known once the commit above sent the stop signal.
+  return std::min(next, StopDeadlines(key));
 }
 
 void Supervisor::StopAllAgents() {

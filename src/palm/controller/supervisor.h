@@ -1,8 +1,13 @@
 // Supervisor: the single owner of palm's live state for specs, deployments and instances,
 // and the deployment reconciler that drives processes toward that state.
 //
-// API handlers call the query and mutation methods; every mutation is durable in the store
-// before it returns (an acknowledged write survives kill -9). The runtime reports exits
+// API handlers call the query and mutation methods; a mutation that returns OK is durable in
+// the store (an acknowledged write survives kill -9). Durability rule (store/committer.h): a
+// batch whose commit fails is kept and retried with the next commit; the mutation then
+// answers kUnavailable STORE_UNAVAILABLE saying its change is applied but not yet durable
+// and being retried, which is true: memory keeps the change and the store gets all of it or
+// none. No process is spawned or signalled for a change before it is durable (spawns and stop
+// signals run after the commit that records them). The runtime reports exits
 // through OnExit(). Reconcile(key) is one level-triggered step for one deployment: it
 // starts missing replicas, restarts crashed ones whose backoff has passed, stops surplus
 // and old-revision replicas, and escalates overdue stops to SIGKILL. It returns the time it
@@ -30,6 +35,7 @@
 #include "palm/health/health_manager.h"
 #include "palm/model/objects.h"
 #include "palm/runtime/runtime.h"
+#include "palm/store/committer.h"
 #include "palm/store/store.h"
 #include "palm/tasks/engine.h"
 
@@ -265,7 +271,12 @@ class Supervisor {
   absl::StatusOr<model::Deployment> SaveDeployment(model::Deployment d, const char* kind,
                                                    const std::string& message);
   void Erase(const std::string& runtime_key);
+  // Commits the pending batch (kept and retried on failure, see the file comment), then
+  // sends the stop signals that batch recorded.
   absl::Status Commit();
+  // Commit() for an API mutation: its error says `what` is kept and retried.
+  absl::Status CommitMutation(std::string_view what);
+  void SendRecordedStops();
   void Emit(const char* severity, const char* kind, const char* object_type,
             const std::string& name, const std::string& deployment, const std::string& tenant,
             const std::string& message, const char* actor);
@@ -294,7 +305,10 @@ class Supervisor {
   void EnterBackOff(Live& live, const model::Deployment& d, absl::Duration delay);
   absl::StatusOr<runtime::SpawnRequest> BuildSpawn(Live& live, const model::Deployment& d);
   std::string LogPath(const model::Instance& inst) const;
-  absl::Time ReconcileOrphans(const DeploymentKey& key);
+  // Instances of a deleted deployment: each drains and stops, and is removed once gone.
+  void ReconcileOrphans(const DeploymentKey& key);
+  // The earliest SIGKILL deadline of a stop whose signal went out, or drain deadline.
+  absl::Time StopDeadlines(const DeploymentKey& key) const;
 
   store::Store& store_;
   runtime::Runtime& runtime_;
@@ -318,7 +332,15 @@ class Supervisor {
   // The latest probe failure per deployment ({instance, probe, message, at}), shown in
   // status while the deployment is not available (what `--wait` reports on timeout).
   std::map<DeploymentKey, model::Json> last_probe_failure_;
-  store::WriteBatch pending_;
+  store::Committer committer_;
+  store::WriteBatch& pending_;  // committer_.pending()
+  // Stop signals recorded (state Stopping) in the pending batch: sent once it is durable.
+  struct RecordedStop {
+    std::string runtime_key;
+    int signal;
+    absl::Duration grace;
+  };
+  std::vector<RecordedStop> recorded_stops_;
   bool stopping_all_ = false;
 };
 

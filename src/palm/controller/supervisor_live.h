@@ -16,6 +16,9 @@ struct Supervisor::Live {
   bool restart_after = false;   // start again once the process is gone (instance restart)
   bool kill_sent = false;       // SIGKILL already sent for the current stop
   std::string pending_token;    // PALM_TOKEN of the start under way (between the two phases)
+  // Recorded as Starting (phase 1) but not spawned yet: the commit of that record failed, so
+  // the next Reconcile spawns it once the record is durable.
+  bool awaiting_spawn = false;
   // Probe verdicts (health manager) and the agent's own word (heartbeats): health derives
   // from both (DeriveHealth).
   bool probed = false;          // tracked by the health manager with probes configured

@@ -91,7 +91,7 @@ void Supervisor::PruneRevisions(const Deployment& d) {
       ++it;
       continue;
     }
-    pending_.delete_revisions.push_back(Row(it->second));
+    pending_.DeleteRevision(Row(it->second));
     it = std::make_reverse_iterator(revs.erase(std::next(it).base()));
   }
 }
@@ -204,9 +204,10 @@ absl::StatusOr<Deployment> Supervisor::SaveRollout(Deployment d, const RolloutEf
   RecordEffects(d, fx);
   PruneRevisions(d);
   pending_.put_deployments.push_back({d.tenant, d.name, model::ToJson(d)});
-  PALM_RETURN_IF_ERROR(Commit());
   deployments_[key] = d;
   MarkDirty(key);
+  PALM_RETURN_IF_ERROR(
+      CommitMutation(absl::StrCat("the rollout change to deployment ", key.name)));
   return d;
 }
 

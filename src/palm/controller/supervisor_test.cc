@@ -7,20 +7,26 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <functional>
+#include <map>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "palm/base/error.h"
 #include "palm/model/codec.h"
 #include "palm/testing/fake_clock.h"
 #include "palm/testing/fake_runtime.h"
+#include "palm/testing/faulty_store.h"
 
 namespace palm::controller {
 namespace {
 
 using model::InstanceState;
+using ::testing::Contains;
 using ::testing::ElementsAre;
+using ::testing::HasSubstr;
 using ::testing::UnorderedElementsAre;
 
 // Hands out 5000, 5001, ... without touching the network.
@@ -44,6 +50,8 @@ class SupervisorTest : public ::testing::Test {
   void TearDown() override {
     sup_.reset();
     tasks_.reset();
+    faulty_.reset();
+    events_.reset();
     store_.reset();
     std::filesystem::remove_all(dir_);
   }
@@ -52,16 +60,24 @@ class SupervisorTest : public ::testing::Test {
   void Open(testing::FakeRuntime* runtime = nullptr) {
     sup_.reset();
     tasks_.reset();
+    faulty_.reset();
+    events_.reset();
     store_.reset();
     auto st = store::OpenSqliteStore(dir_ + "/palm.db");
     ASSERT_TRUE(st.ok()) << st.status();
     store_ = std::move(*st);
+    // Both write through the fault hook: tests make commits fail with faulty_.
+    faulty_ = std::make_unique<testing::FaultyStore>(*store_);
+    events_ = std::make_unique<events::EventLog>();
+    ASSERT_TRUE(events_->Load(*store_).ok());
     SupervisorOptions opts;
     opts.data_dir = dir_;
     opts.endpoint = "http://127.0.0.1:7070";
     opts.base_env = {{"PATH", "/usr/bin:/bin"}};
-    sup_ = std::make_unique<Supervisor>(*store_, runtime ? *runtime : rt_, clock_, ports_, opts);
-    tasks_ = std::make_unique<tasks::TaskEngine>(*store_, clock_);
+    sup_ = std::make_unique<Supervisor>(*faulty_, runtime ? *runtime : rt_, clock_, ports_, opts,
+                                        events_.get());
+    tasks_ = std::make_unique<tasks::TaskEngine>(*faulty_, clock_, tasks::EngineOptions{},
+                                                 events_.get());
     tasks_->SetIdleCallback([this](const std::string& tenant, const std::string& id) {
       sup_->OnInstanceIdle(tenant, id);
     });
@@ -161,6 +177,8 @@ class SupervisorTest : public ::testing::Test {
   testing::FakeRuntime* live_rt_ = &rt_;  // the runtime of the last Open()
   CountingPorts ports_;
   std::unique_ptr<store::Store> store_;
+  std::unique_ptr<testing::FaultyStore> faulty_;
+  std::unique_ptr<events::EventLog> events_;
   std::unique_ptr<Supervisor> sup_;
   std::unique_ptr<tasks::TaskEngine> tasks_;
   DeploymentKey key_{"default", "web"};
@@ -180,6 +198,31 @@ class SupervisorTest : public ::testing::Test {
     EXPECT_EQ(tasks_->InFlight("default", id), 1);
     return task_id;
   }
+  // The kinds of the events in the store (what GET /v1/events reads), oldest first.
+  std::vector<std::string> StoredEventKinds() {
+    std::vector<std::string> kinds;
+    auto rows = store_->ListEvents(0, 100000, "default", "", /*descending=*/false);
+    EXPECT_TRUE(rows.ok()) << rows.status();
+    for (const auto& row : rows.value_or(std::vector<store::EventRow>{})) {
+      kinds.push_back(row.doc["kind"].get<std::string>());
+    }
+    return kinds;
+  }
+  int64_t StoredCount(const std::string& kind) {
+    auto kinds = StoredEventKinds();
+    return std::count(kinds.begin(), kinds.end(), kind);
+  }
+  // The instance documents in the store, by id.
+  std::map<std::string, model::Json> StoredInstances() {
+    std::map<std::string, model::Json> out;
+    auto rows = store_->ListInstances();
+    EXPECT_TRUE(rows.ok()) << rows.status();
+    for (const auto& row : rows.value_or(std::vector<store::InstanceRow>{})) {
+      out[row.id] = row.doc;
+    }
+    return out;
+  }
+
   void Finish(const std::string& instance, const std::string& task_id) {
     model::TaskResult result;
     result.ok = true;
@@ -732,6 +775,127 @@ TEST_F(SupervisorTest, ADrainedDeploymentStaysAtZeroUntilResumed) {
   ASSERT_TRUE(sup_->ResumeDeployment(key_).ok());
   Reconcile();
   EXPECT_THAT(Ids(), ElementsAre("web-003", "web-004"));
+}
+
+// ---- A failed commit (the store's fault hook) --------------------------------------------
+// The rule (store/committer.h): the batch is kept and retried; nothing is spawned or signalled
+// for a change before it is durable; API mutations say their change is kept and retried.
+
+TEST_F(SupervisorTest, AFailedStartCommitSpawnsNothingAndTheNextReconcileStartsThem) {
+  RegisterSpec();
+  Deploy(2);
+  faulty_->FailNextApplies(1);
+  auto failed = sup_->Reconcile(key_);
+  ASSERT_FALSE(failed.ok());
+  EXPECT_EQ(failed.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_TRUE(rt_.spawns().empty()) << "no process for a start whose record is not durable";
+  // The store is back: the kept records are written, then the processes start.
+  Reconcile();
+  ASSERT_EQ(rt_.spawns().size(), 2u);
+  for (const auto& id : Ids()) EXPECT_EQ(Get(id).state, InstanceState::kRunning) << id;
+  for (const auto& [id, doc] : StoredInstances()) {
+    EXPECT_EQ(doc["state"], "Running") << id;
+    EXPECT_GT(doc["pid"].get<int64_t>(), 0) << id;
+  }
+  EXPECT_EQ(StoredCount("DeploymentCreated"), 1);
+  EXPECT_EQ(StoredCount("InstanceStarted"), 2);
+}
+
+TEST_F(SupervisorTest, AScaleWhoseCommitFailsSaysItIsRetriedAndStartsNothingUntilDurable) {
+  RegisterSpec();
+  Deploy(1);
+  Reconcile();
+  faulty_->SetFailing(true);
+  auto scaled = sup_->ScaleDeployment(key_, 3);
+  ASSERT_FALSE(scaled.ok());
+  EXPECT_EQ(scaled.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(ErrorCode(scaled.status()), "STORE_UNAVAILABLE");
+  EXPECT_THAT(std::string(scaled.status().message()),
+              HasSubstr("deployment web scaled from 1 to 3 is not yet durable"));
+  EXPECT_THAT(std::string(scaled.status().message()), HasSubstr("the write is retried"));
+  EXPECT_EQ((*sup_->GetDeployment(key_))->replicas, 3) << "kept, as the error says";
+  EXPECT_FALSE(sup_->Reconcile(key_).ok());
+  EXPECT_EQ(rt_.spawns().size(), 1u) << "nothing starts while the scale is not durable";
+  EXPECT_EQ(rt_.signals().size(), 0u);
+
+  faulty_->SetFailing(false);
+  Reconcile();
+  EXPECT_EQ(rt_.spawns().size(), 3u);
+  EXPECT_THAT(Ids(), ElementsAre("web-001", "web-002", "web-003"));
+  auto deps = store_->ListDeployments();
+  ASSERT_EQ(deps->size(), 1u);
+  EXPECT_EQ((*deps)[0].doc["replicas"], 3) << "the kept change became durable, all of it";
+  EXPECT_EQ(StoredCount("ScaledUp"), 1);
+  EXPECT_EQ(StoredInstances().size(), 3u);
+}
+
+TEST_F(SupervisorTest, ADeleteWhoseCommitFailsSignalsNothingUntilDurableAndIsNotLost) {
+  RegisterSpec();
+  Deploy(2);
+  Reconcile();
+  faulty_->SetFailing(true);
+  auto deleted = sup_->DeleteDeployment(key_);
+  ASSERT_FALSE(deleted.ok());
+  EXPECT_THAT(std::string(deleted.status().message()),
+              HasSubstr("deleting deployment web is not yet durable"));
+  EXPECT_FALSE(sup_->Reconcile(key_).ok());  // its instances begin to stop
+  EXPECT_TRUE(rt_.signals().empty()) << "no signal for a stop that is not durable";
+
+  faulty_->SetFailing(false);
+  Reconcile();
+  EXPECT_THAT(rt_.SignalsFor("default/web-001"), ElementsAre(SIGTERM));
+  EXPECT_THAT(rt_.SignalsFor("default/web-002"), ElementsAre(SIGTERM));
+  rt_.Exit("default/web-001", {.signal = SIGTERM});
+  rt_.Exit("default/web-002", {.signal = SIGTERM});
+  EXPECT_TRUE(Ids().empty());
+  EXPECT_EQ(StoredCount("DeploymentDeleted"), 1);
+  EXPECT_EQ(StoredCount("InstanceStopping"), 2);
+  EXPECT_EQ(StoredCount("InstanceExited"), 2);
+
+  Open();  // a daemon restart reads only the store
+  EXPECT_FALSE(sup_->GetDeployment(key_).ok()) << "the delete was not lost";
+  EXPECT_TRUE(Ids().empty());
+  EXPECT_TRUE(StoredInstances().empty());
+}
+
+TEST_F(SupervisorTest, AnExitWhoseCommitFailsIsRecordedAndRestartedOnceTheStoreRecovers) {
+  RegisterSpec();
+  Deploy(1);
+  Reconcile();
+  faulty_->SetFailing(true);
+  rt_.Exit("default/web-001", {.code = 1});
+  EXPECT_EQ(Get("web-001").state, InstanceState::kBackOff);
+  clock_.Advance(absl::Seconds(2));
+  EXPECT_FALSE(sup_->Reconcile(key_).ok());
+  EXPECT_EQ(rt_.spawns().size(), 1u);
+  EXPECT_EQ(Get("web-001").state, InstanceState::kStarting);
+
+  faulty_->SetFailing(false);
+  Reconcile();
+  EXPECT_EQ(rt_.spawns().size(), 2u);
+  EXPECT_EQ(Get("web-001").state, InstanceState::kRunning) << "not stuck in Starting";
+  EXPECT_EQ(StoredInstances()["web-001"]["state"], "Running");
+  EXPECT_EQ(StoredCount("InstanceExited"), 1) << "the exit's event was kept, not dropped";
+  EXPECT_EQ(StoredCount("BackOff"), 1);
+  EXPECT_EQ(StoredCount("InstanceStarted"), 2);
+}
+
+TEST_F(SupervisorTest, ARestartWhoseCommitFailsSendsNoSignalUntilItIsDurable) {
+  RegisterSpec();
+  Deploy(1);
+  Reconcile();
+  faulty_->FailNextApplies(1);
+  absl::Status st = sup_->RestartInstance("default", "web-001");
+  EXPECT_EQ(st.code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(st.message()), HasSubstr("restarting instance web-001 is not yet durable"));
+  EXPECT_TRUE(rt_.SignalsFor("default/web-001").empty());
+  absl::Time next = Reconcile();  // the retry commits the stop, then signals
+  EXPECT_THAT(rt_.SignalsFor("default/web-001"), ElementsAre(SIGTERM));
+  EXPECT_EQ(next, clock_.Now() + absl::Seconds(5)) << "the grace period runs from the signal";
+  rt_.Exit("default/web-001", {.signal = SIGTERM});
+  Reconcile();
+  EXPECT_EQ(rt_.spawns().size(), 2u);
+  EXPECT_EQ(Get("web-001").state, InstanceState::kRunning);
 }
 
 }  // namespace

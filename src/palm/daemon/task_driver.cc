@@ -9,11 +9,13 @@ namespace palm::daemon {
 
 namespace {
 constexpr auto kPrunePeriod = std::chrono::minutes(1);
+constexpr auto kRetryPeriod = std::chrono::seconds(1);
 }  // namespace
 
 TaskDriver::TaskDriver(boost::asio::io_context& io, tasks::TaskEngine& engine,
                        const Clock& clock)
-    : io_(io), engine_(engine), clock_(clock), deadline_timer_(io), prune_timer_(io) {}
+    : io_(io), engine_(engine), clock_(clock), deadline_timer_(io), prune_timer_(io),
+      retry_timer_(io) {}
 
 void TaskDriver::Start() {
   running_ = true;
@@ -23,13 +25,13 @@ void TaskDriver::Start() {
     // Posted, not run: the requests already read in this loop turn join the same commit.
     boost::asio::post(io_, [this] {
       flush_posted_ = false;
-      engine_.Flush();
-      Arm();
+      Flush();
     });
   });
   engine_.SetDeadlineChanged([this] { Arm(); });
   if (engine_.HasPending()) engine_.Flush();
   Arm();
+  ArmRetry();
   Prune();
 }
 
@@ -39,6 +41,24 @@ void TaskDriver::Stop() {
   engine_.Flush();
   deadline_timer_.cancel();
   prune_timer_.cancel();
+  retry_timer_.cancel();
+}
+
+void TaskDriver::Flush() {
+  engine_.Flush();
+  Arm();
+  ArmRetry();
+}
+
+void TaskDriver::ArmRetry() {
+  if (!running_ || retry_armed_ || !engine_.HasPending()) return;
+  retry_armed_ = true;
+  retry_timer_.expires_after(kRetryPeriod);
+  retry_timer_.async_wait([this](boost::system::error_code ec) {
+    retry_armed_ = false;
+    if (ec || !running_) return;
+    Flush();
+  });
 }
 
 void TaskDriver::Arm() {

@@ -2,6 +2,9 @@
 // turn whenever the engine has pending writes (group commit: every request handled in that
 // turn shares one transaction), keeps one timer armed for the engine's next deadline
 // (leases, long polls), and prunes finished tasks beyond the retention bound every minute.
+// A batch whose commit failed stays pending in the engine; the driver flushes again every
+// second until it commits, so a change answered "not yet durable; retried" is retried even
+// when no new request comes.
 // Thread-safety: event-loop thread only.
 #pragma once
 
@@ -23,6 +26,9 @@ class TaskDriver {
  private:
   void Arm();
   void Prune();
+  void Flush();
+  // Flushes again in a second while a failed batch is pending.
+  void ArmRetry();
 
   boost::asio::io_context& io_;
   tasks::TaskEngine& engine_;
@@ -31,6 +37,8 @@ class TaskDriver {
   bool flush_posted_ = false;
   boost::asio::steady_timer deadline_timer_;
   boost::asio::steady_timer prune_timer_;
+  boost::asio::steady_timer retry_timer_;
+  bool retry_armed_ = false;
   absl::Time armed_for_ = absl::InfiniteFuture();
 };
 

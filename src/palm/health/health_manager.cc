@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "boost/asio/post.hpp"
 #include "palm/base/error.h"
+#include "palm/base/utf8.h"
 
 namespace palm::health {
 
@@ -88,7 +89,16 @@ void HealthManager::RunDue() {
 }
 
 void HealthManager::Execute(const Target& target, const ProbeSpec& spec, ProbeKind kind,
-                            ProbeCallback done) {
+                            ProbeCallback reported) {
+  // Where probe output enters palm: an exec probe's message quotes what the command printed
+  // (any bytes), so every message is made valid UTF-8 (and bounded) here, before it reaches
+  // reports, events, instance documents and the log.
+  ProbeCallback done = [reported = std::move(reported)](ProbeResult r) {
+    if (FindInvalidUtf8(r.message) != std::string_view::npos || r.message.size() > kMaxMessage) {
+      r.message = ToValidUtf8(r.message, kMaxMessage);
+    }
+    reported(std::move(r));
+  };
   const absl::Duration timeout = absl::Seconds(spec.timeout_s);
   switch (spec.type) {
     case ProbeType::kHttp:

@@ -52,6 +52,8 @@ struct ProbeTarget {
   std::function<std::optional<absl::Time>()> last_heartbeat;
 };
 
+// Messages (HealthReport::message, ProbeCheck::message, Describe's last_message) are valid
+// UTF-8 of at most 1 KiB whatever a probe printed: invalid bytes become U+FFFD.
 struct HealthReport {
   std::string key;
   bool started = false;
@@ -108,6 +110,8 @@ class HealthManager {
   nlohmann::json LatencyStats() const;
 
  private:
+  // Probe messages are valid UTF-8 of at most this many bytes (see Execute).
+  static constexpr size_t kMaxMessage = 1024;
   struct Target {
     uint64_t serial = 0;
     ProbeTarget t;

@@ -9,6 +9,7 @@
 #include <tuple>
 
 #include "gtest/gtest.h"
+#include "palm/base/utf8.h"
 #include "palm/base/error.h"
 #include "palm/health/test_util.h"
 
@@ -244,6 +245,29 @@ TEST_F(HealthManagerTest, CheckNowRunsEveryProbeAtOnce) {
   absl::Status missing = manager_.CheckNow("default/nope", [](std::vector<ProbeCheck>) {});
   EXPECT_EQ(missing.code(), absl::StatusCode::kNotFound);
   EXPECT_TRUE(manager_.Describe("default/nope").is_null());
+}
+
+// Probe output is any bytes: what reaches the report, the check and Describe is valid UTF-8.
+TEST_F(HealthManagerTest, ExecProbeOutputThatIsNotUtf8IsMadeValid) {
+  HealthCheckSpec hc;
+  hc.liveness.emplace();
+  hc.liveness->type = ProbeType::kExec;
+  hc.liveness->command = {"sh", "-c", "printf 'bad \\377\\376 byte'; exit 3"};
+  hc.liveness->period_s = 0.05;
+  hc.liveness->failure_threshold = 1;
+  Track(Target("default/u-001", hc));
+  ASSERT_TRUE(RunUntil([&] { return LastFor("default/u-001").has_value(); }));
+  const HealthReport r = *LastFor("default/u-001");
+  EXPECT_FALSE(r.live);
+  EXPECT_EQ(FindInvalidUtf8(r.message), std::string::npos) << r.message;
+  EXPECT_THAT(r.message, HasSubstr("exit code 3: bad \xef\xbf\xbd"));
+  EXPECT_EQ(FindInvalidUtf8(manager_.Describe("default/u-001").dump()), std::string::npos);
+
+  std::optional<std::vector<ProbeCheck>> checks;
+  ASSERT_TRUE(manager_.CheckNow("default/u-001", [&](std::vector<ProbeCheck> c) { checks = c; }).ok());
+  ASSERT_TRUE(RunUntil([&] { return checks.has_value(); }));
+  ASSERT_EQ(checks->size(), 1u);
+  EXPECT_EQ(FindInvalidUtf8((*checks)[0].message), std::string::npos) << (*checks)[0].message;
 }
 
 TEST_F(HealthManagerTest, UntrackAndRetrackReset) {

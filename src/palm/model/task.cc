@@ -11,6 +11,7 @@
 #include "palm/base/clock.h"
 #include "palm/base/error.h"
 #include "palm/base/names.h"
+#include "palm/base/utf8.h"
 #include "palm/model/field_reader.h"
 
 namespace palm::model {
@@ -303,10 +304,14 @@ Json ToJson(const Task& t) {
   return j;
 }
 
-Json ToStored(const Task& t) {
+Json ToStored(const Delivery& d) { return StoredDelivery(d); }
+
+Json ToStored(const Task& t, bool inline_deliveries) {
   Json deliveries = Json::array();
-  for (const Delivery& d : t.deliveries) deliveries.push_back(StoredDelivery(d));
-  return {
+  if (inline_deliveries) {
+    for (const Delivery& d : t.deliveries) deliveries.push_back(StoredDelivery(d));
+  }
+  Json doc = {
       {"id", t.id},
       {"tenant", t.tenant},
       {"seq", t.seq},
@@ -324,6 +329,8 @@ Json ToStored(const Task& t) {
       {"updated_at", palm::FormatTime(t.updated_at)},
       {"completed_at", TimeJson(t.completed_at)},
   };
+  if (!inline_deliveries) doc["delivery_rows"] = t.deliveries.size();
+  return doc;
 }
 
 namespace {
@@ -379,42 +386,53 @@ class TextWriter {
   bool first_ = true;
 };
 
-bool ValidUtf8(std::string_view s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    size_t n;  // continuation bytes
-    if (c < 0x80) {
-      n = 0;
-    } else if ((c >> 5) == 0x6) {
-      n = 1;
-    } else if ((c >> 4) == 0xe) {
-      n = 2;
-    } else if ((c >> 3) == 0x1e) {
-      n = 3;
-    } else {
-      return false;
-    }
-    if (i + n >= s.size()) return false;
-    for (size_t k = 1; k <= n; ++k) {
-      if ((static_cast<unsigned char>(s[i + k]) >> 6) != 0x2) return false;
-    }
-    i += n + 1;
+bool ValidUtf8(std::string_view s) { return FindInvalidUtf8(s) == std::string_view::npos; }
+
+// One delivery's stored form, written by `w` into its output.
+void WriteDelivery(TextWriter& w, const Delivery& d) {
+  w.Begin();
+  w.Key("assigned_at"); w.Time(d.assigned_at);
+  w.Key("attempts"); w.Int(d.attempts);
+  w.Key("completed_at"); w.Time(d.completed_at);
+  w.Key("cost_usd"); w.Value(CostJson(d.cost_usd));
+  w.Key("error"); w.String(d.error);
+  w.Key("instance"); w.String(d.instance);
+  w.Key("lease_expires_at"); w.Time(d.lease_expires_at);
+  w.Key("output"); w.Value(d.output);
+  w.Key("revision"); w.Int(d.revision);
+  w.Key("state"); w.String(ToString(d.state));
+  w.End();
+}
+
+absl::Status CheckDeliveryText(const Delivery& d) {
+  if (!ValidUtf8(d.instance) || !ValidUtf8(d.error)) {
+    return InvalidArgument("task.deliveries: a text field is not valid UTF-8");
   }
-  return true;
+  return absl::OkStatus();
 }
 
 }  // namespace
 
-absl::StatusOr<std::string> StoredText(const Task& t) {
+absl::StatusOr<std::string> StoredDeliveryText(const Delivery& d) {
+  PALM_RETURN_IF_ERROR(CheckDeliveryText(d));
+  std::string out;
+  out.reserve(256);
+  TextWriter w(&out);
+  try {
+    WriteDelivery(w, d);
+  } catch (const std::exception& e) {
+    return InvalidArgument(absl::StrCat("task delivery: cannot be stored: ", e.what()));
+  }
+  return out;
+}
+
+absl::StatusOr<std::string> StoredText(const Task& t, bool inline_deliveries) {
   for (const std::string* s : {&t.id, &t.tenant, &t.deployment, &t.target, &t.idempotency_key,
                                &t.error}) {
     if (!ValidUtf8(*s)) return InvalidArgument("task: a text field is not valid UTF-8");
   }
-  for (const Delivery& d : t.deliveries) {
-    if (!ValidUtf8(d.instance) || !ValidUtf8(d.error)) {
-      return InvalidArgument("task.deliveries: a text field is not valid UTF-8");
-    }
+  if (inline_deliveries) {
+    for (const Delivery& d : t.deliveries) PALM_RETURN_IF_ERROR(CheckDeliveryText(d));
   }
   std::string out;
   out.reserve(512);
@@ -425,23 +443,14 @@ absl::StatusOr<std::string> StoredText(const Task& t) {
     w.Key("created_at"); w.String(palm::FormatTime(t.created_at));
     w.Key("deliveries");
     out += '[';
-    for (size_t i = 0; i < t.deliveries.size(); ++i) {
-      const Delivery& d = t.deliveries[i];
+    for (size_t i = 0; inline_deliveries && i < t.deliveries.size(); ++i) {
       if (i > 0) out += ',';
-      w.Begin();
-      w.Key("assigned_at"); w.Time(d.assigned_at);
-      w.Key("attempts"); w.Int(d.attempts);
-      w.Key("completed_at"); w.Time(d.completed_at);
-      w.Key("cost_usd"); w.Value(CostJson(d.cost_usd));
-      w.Key("error"); w.String(d.error);
-      w.Key("instance"); w.String(d.instance);
-      w.Key("lease_expires_at"); w.Time(d.lease_expires_at);
-      w.Key("output"); w.Value(d.output);
-      w.Key("revision"); w.Int(d.revision);
-      w.Key("state"); w.String(ToString(d.state));
-      w.End();
+      WriteDelivery(w, t.deliveries[i]);
     }
     out += ']';
+    if (!inline_deliveries) {
+      w.Key("delivery_rows"); w.Int(static_cast<int64_t>(t.deliveries.size()));
+    }
     w.Key("deployment"); w.String(t.deployment);
     w.Key("error"); w.String(t.error);
     w.Key("id"); w.String(t.id);
@@ -501,6 +510,13 @@ absl::StatusOr<Task> TaskFromStored(const Json& doc) {
     PALM_RETURN_IF_ERROR(r.String("error", &t.error));
     PALM_RETURN_IF_ERROR(r.Time("created_at", &t.created_at));
     PALM_RETURN_IF_ERROR(r.Time("updated_at", &t.updated_at));
+    if (t.mode == TaskMode::kBroadcast) {
+      for (const Delivery& d : t.deliveries) {
+        for (const auto& at : {d.assigned_at, d.completed_at}) {
+          if (at && *at > t.updated_at) t.updated_at = *at;
+        }
+      }
+    }
     return r.OptTime("completed_at", &t.completed_at);
   }();
   if (!st.ok()) return Annotate(st, "stored task");

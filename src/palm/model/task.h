@@ -110,12 +110,21 @@ absl::StatusOr<TaskResult> TaskResultFromJson(const Json& doc);
 // The task as the API returns it (see the file comment). `latency_ms` is completed_at -
 // created_at once terminal, else null.
 Json ToJson(const Task& t);
-// The stored form (everything, including per-delivery leases), and back.
-Json ToStored(const Task& t);
-// ToStored(t) as compact JSON text, written directly (no document tree: this runs for every
-// task change on the group-commit path). Parsing it gives exactly ToStored(t).
-// kInvalidArgument when a string in the task is not valid UTF-8.
-absl::StatusOr<std::string> StoredText(const Task& t);
+// The stored form (everything, including per-delivery leases), and back. With
+// `inline_deliveries` false (a broadcast: its deliveries are stored in rows of their own,
+// store::DeliveryRow) the document has "deliveries": [] and "delivery_rows": N instead; the
+// store puts the N rows back into "deliveries" when it reads the task.
+Json ToStored(const Task& t, bool inline_deliveries = true);
+// ToStored(t, inline_deliveries) as compact JSON text, written directly (no document tree:
+// this runs for every task change on the group-commit path). Parsing it gives exactly
+// ToStored(t, inline_deliveries). kInvalidArgument when a string in the task is not valid
+// UTF-8.
+absl::StatusOr<std::string> StoredText(const Task& t, bool inline_deliveries = true);
+// One delivery's stored form (an element of ToStored(t)["deliveries"]) and as text.
+Json ToStored(const Delivery& d);
+absl::StatusOr<std::string> StoredDeliveryText(const Delivery& d);
+// A broadcast task read back has as `updated_at` the latest of its own and its deliveries'
+// assigned_at / completed_at (its own row is not rewritten for each delivery).
 absl::StatusOr<Task> TaskFromStored(const Json& doc);
 // What an agent receives from GET /v1/agent/tasks/next for delivery `d` of `t`:
 // {id, deployment, input, mode, attempt, max_attempts, timeout_s, lease_expires_at,

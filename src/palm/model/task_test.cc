@@ -73,7 +73,7 @@ Task BroadcastTask() {
   b.lease_expires_at = T(65'005);
   t.deliveries = {a, b};
   t.created_at = T(1);
-  t.updated_at = T(5);
+  t.updated_at = T(20);  // its last change: delivery a's result
   return t;
 }
 
@@ -243,7 +243,7 @@ TEST(TaskTest, BroadcastTaskJsonListsDeliveries) {
     "attempts": null, "max_attempts": 3, "timeout_s": 60, "idempotency_key": null,
     "instance": null, "revision": null, "output": null, "error": "1 of 2 failed",
     "lease_expires_at": null, "cost_usd": null, "latency_ms": null,
-    "created_at": "2027-01-15T08:00:00.001Z", "updated_at": "2027-01-15T08:00:00.005Z",
+    "created_at": "2027-01-15T08:00:00.001Z", "updated_at": "2027-01-15T08:00:00.020Z",
     "completed_at": null,
     "deliveries": [
       {"instance": "web-001", "revision": 2, "state": "Failed", "attempts": 1,
@@ -312,6 +312,35 @@ TEST(TaskTest, StoredFormRoundTrips) {
     ASSERT_TRUE(back.ok()) << back.status();
     ExpectSameTask(t, *back);
   }
+}
+
+// A broadcast's deliveries in rows of their own: the task's document names how many, each
+// delivery has its own text, and the store's assembly (deliveries back in order, no
+// delivery_rows) reads as the same task.
+TEST(TaskTest, SplitStoredFormRoundTripsThroughDeliveryRows) {
+  const Task t = BroadcastTask();
+  Json head = ToStored(t, /*inline_deliveries=*/false);
+  EXPECT_EQ(head["delivery_rows"], 2);
+  EXPECT_TRUE(head["deliveries"].empty());
+  absl::StatusOr<std::string> text = StoredText(t, /*inline_deliveries=*/false);
+  ASSERT_TRUE(text.ok()) << text.status();
+  EXPECT_EQ(*text, head.dump()) << "the same text as nlohmann writes";
+  Json assembled = Json::parse(*text);
+  assembled.erase("delivery_rows");
+  for (const Delivery& d : t.deliveries) {
+    absl::StatusOr<std::string> row = StoredDeliveryText(d);
+    ASSERT_TRUE(row.ok()) << row.status();
+    EXPECT_EQ(*row, ToStored(d).dump());
+    assembled["deliveries"].push_back(Json::parse(*row));
+  }
+  absl::StatusOr<Task> back = TaskFromStored(assembled);
+  ASSERT_TRUE(back.ok()) << back.status();
+  ExpectSameTask(t, *back);
+  // Its own row is not rewritten per delivery: updated_at comes back as the latest change.
+  Task stale = t;
+  stale.updated_at = T(1);
+  Json doc = ToStored(stale);
+  EXPECT_EQ(TaskFromStored(doc)->updated_at, T(20));
 }
 
 TEST(TaskTest, StoredTextIsExactlyTheStoredForm) {

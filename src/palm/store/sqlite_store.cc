@@ -504,9 +504,10 @@ class SqliteStore final : public Store {
         sqlite3_reset(s);
         sqlite3_bind_int64(s, 1, r.task_seq);
         sqlite3_bind_int64(s, 2, r.index);
-        BindText(s, 3, r.doc_text);
-        PALM_RETURN_IF_ERROR(
-            Step(s, absl::StrCat("writing delivery ", r.index, " of task seq ", r.task_seq)));
+        const std::string what = absl::StrCat("delivery ", r.index, " of task seq ", r.task_seq);
+        const std::string doc = r.doc_text.empty() ? DocText(r.doc, what) : std::string();
+        BindText(s, 3, r.doc_text.empty() ? doc : r.doc_text);
+        PALM_RETURN_IF_ERROR(Step(s, "writing " + what));
       }
     }
     for (const EventRow& r : b.put_events) {

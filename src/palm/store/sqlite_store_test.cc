@@ -1104,14 +1104,16 @@ TEST_F(StoreTest, DeliveryRowsAreAssembledIntoTheirTaskAndPrunedWithIt) {
   b.put_tasks.push_back(broadcast(2, "Assigned"));
   for (int64_t seq : {1, 2}) {
     for (int64_t i : {0, 1}) {
+      // As a document (the store serializes it) and as text (written as given).
       b.put_deliveries.push_back(
-          {seq, i, Json{{"instance", absl::StrCat("web-00", i + 1)}, {"output", seq}}.dump()});
+          {seq, i, Json{{"instance", absl::StrCat("web-00", i + 1)}, {"output", seq}}, ""});
     }
   }
   ASSERT_TRUE(s->Apply(b).ok());
   // A delivery's result rewrites only its row.
   WriteBatch result;
-  result.put_deliveries.push_back({2, 1, Json{{"instance", "web-002"}, {"output", "done"}}.dump()});
+  result.put_deliveries.push_back(
+      {2, 1, nullptr, Json{{"instance", "web-002"}, {"output", "done"}}.dump()});
   ASSERT_TRUE(s->Apply(result).ok());
 
   auto got = s->GetTask("default", "task-00000002");

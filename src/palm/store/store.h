@@ -76,7 +76,8 @@ struct TaskRow {
 struct DeliveryRow {
   int64_t task_seq = 0;         // the task's seq
   int64_t index = 0;            // 0 .. delivery_rows-1
-  std::string doc_text;         // the delivery's stored form as JSON text
+  Json doc;                     // the delivery's stored form (model::ToStored(Delivery))
+  std::string doc_text;         // or the same already as JSON text (wins when not empty)
 };
 
 // Filters for ListTasks; "" / 0 = any.

@@ -11,6 +11,8 @@
 #include "absl/strings/str_cat.h"
 #include "palm/base/error.h"
 #include "palm/base/log.h"
+#include "palm/base/utf8.h"
+#include "palm/store/committer.h"
 
 namespace palm::tasks {
 namespace {
@@ -53,10 +55,19 @@ absl::Status LeaseNotHeld(const Task& t, const std::string& instance) {
                "drop this result; the task was or will be delivered again");
 }
 
+// A read of the store failed (nothing changed).
 absl::Status StoreUnavailable(const absl::Status& st) {
   return Error(absl::StatusCode::kUnavailable, "STORE_UNAVAILABLE",
-               absl::StrCat("the store could not commit: ", std::string(st.message())),
+               absl::StrCat("the store could not be read: ", std::string(st.message())),
                "retry; check the data dir's disk");
+}
+
+// What a held answer says when the batch holding its change failed to commit. The batch is
+// kept and retried (see engine.h), so the change is not lost: it is applied in the engine and
+// becomes durable when a later commit succeeds.
+absl::Status ChangeNotDurable(const absl::Status& commit, std::string_view what,
+                              std::string_view hint = {}) {
+  return store::NotYetDurable(commit, what, hint);
 }
 
 // Where a route delivery waits for an instance: the revision it is bound to, and whether an
@@ -99,8 +110,15 @@ class TaskEngine::Impl {
     Dep* dep = nullptr;  // while active
     bool finished = false;
     bool pinned = false;  // deliveries are pinned to their instance (broadcast, target=ID)
-    bool dirty = false;   // to be serialized into the pending batch at Flush
+    bool dirty = false;   // to be serialized into the pending batch at Flush (in dirty_)
+    bool row_dirty = false;  // the task row itself must be rewritten
     int row = -1;         // its row in pending_.put_tasks
+    bool in_batch = false;   // some row of it is in pending_ (listed in rows_)
+    // Split tasks (broadcast): deliveries in rows of their own, so a delivery's change
+    // rewrites that delivery, not the whole task (store.h, DeliveryRow).
+    std::vector<int> dirty_deliveries;
+    std::vector<uint8_t> delivery_dirty;           // flags for dirty_deliveries
+    std::unordered_map<int, int> delivery_row;     // index -> row in pending_.put_deliveries
     std::vector<DeliveryRt> rt;
     std::vector<uint64_t> awaits;
   };
@@ -190,6 +208,8 @@ class TaskEngine::Impl {
   std::vector<Held> held_;
   std::vector<std::pair<std::string, std::string>> idle_;
   bool flush_requested_ = false;
+  bool loaded_ = false;          // Load() done
+  bool fleet_complete_ = false;  // FleetViewComplete() called
 
   // ---- Small helpers ---------------------------------------------------------------------
   static std::string IdemKey(const std::string& tenant, const std::string& dep,
@@ -270,12 +290,30 @@ class TaskEngine::Impl {
     return key;
   }
 
-  void MarkDirty(Entry& e) {
+  static bool Split(const Entry& e) { return e.task.mode == TaskMode::kBroadcast; }
+  // Delivery `idx` changed (-1: all of them, or the task as a whole); `row`: the task's own
+  // row must be rewritten too (always for a route task: its delivery is in that row).
+  void MarkDirty(Entry& e, int idx, bool row) {
+    if (!Split(e)) row = true;
+    e.row_dirty = e.row_dirty || row;
+    if (Split(e)) {
+      e.delivery_dirty.resize(e.task.deliveries.size());
+      auto mark = [&](int i) {
+        if (e.delivery_dirty[i]) return;
+        e.delivery_dirty[i] = 1;
+        e.dirty_deliveries.push_back(i);
+      };
+      if (idx >= 0) {
+        mark(idx);
+      } else {
+        for (size_t i = 0; i < e.task.deliveries.size(); ++i) mark(static_cast<int>(i));
+      }
+    }
     if (e.dirty) return;
     e.dirty = true;
     dirty_.push_back(e.task.seq);
   }
-  bool Unflushed(const Entry& e) const { return e.dirty || e.row >= 0; }
+  bool Unflushed(const Entry& e) const { return e.dirty || e.in_batch; }
 
   // The task now (memory, else the store): what held callbacks answer with.
   absl::StatusOr<Task> Snapshot(const std::string& tenant, const std::string& id) {
@@ -287,7 +325,7 @@ class TaskEngine::Impl {
   void HoldTask(bool needs_commit, const Task& t, TaskCallback done) {
     Hold(needs_commit, [this, tenant = t.tenant, id = t.id,
                         done = std::move(done)](const absl::Status& st) {
-      if (!st.ok()) return done(st);
+      if (!st.ok()) return done(ChangeNotDurable(st, absl::StrCat("the change to task ", id)));
       done(Snapshot(tenant, id));
     });
   }
@@ -541,11 +579,16 @@ class TaskEngine::Impl {
     ++e.dep->assigned;
     Rewait(in);
     Json view = model::AgentView(t, d);
-    Hold(true, [done = std::move(done), view = std::move(view)](const absl::Status& st) mutable {
-      if (!st.ok()) return done(st);
+    Hold(true, [done = std::move(done), view = std::move(view), id = t.id,
+                inst = in.id](const absl::Status& st) mutable {
+      if (!st.ok()) {
+        return done(ChangeNotDurable(st, absl::StrCat("handing task ", id, " to ", inst),
+                                     "this poll gets no task: poll again; the task is handed "
+                                     "out again when its lease expires"));
+      }
       done(std::optional<Json>(std::move(view)));
     });
-    UpdateTask(e, now);
+    UpdateTask(e, now, idx);
   }
 
   // Ends the current lease of delivery `idx` (result, expiry, loss, cancel).
@@ -578,7 +621,7 @@ class TaskEngine::Impl {
       if (!e.pinned) d.instance.clear();
       Route(e, idx, /*front=*/true, now, mono);
     }
-    UpdateTask(e, now);
+    UpdateTask(e, now, idx);
   }
 
   void ExpireLease(Entry& e, int idx, absl::Time now, absl::Time mono) {
@@ -600,14 +643,18 @@ class TaskEngine::Impl {
     d.completed_at = now;
   }
 
-  // Derives the task's state after a delivery changed; finishes it when terminal.
-  void UpdateTask(Entry& e, absl::Time now) {
+  // Derives the task's state after delivery `changed` changed (-1: several, or the task
+  // itself); finishes it when terminal. A split task's own row is rewritten only when its
+  // state changes (or it is new, or ends): a delivery's result writes that delivery.
+  void UpdateTask(Entry& e, absl::Time now, int changed = -1) {
     Task& t = e.task;
+    const TaskState before = t.state;
     if (t.state != TaskState::kCancelled) t.state = model::TaskStateOf(t);
     t.updated_at = now;
     if (t.mode == TaskMode::kRoute) t.error = t.deliveries[0].error;
-    MarkDirty(e);
-    if (model::IsTerminal(t.state) && !e.finished) Finish(e, now);
+    const bool finishing = model::IsTerminal(t.state) && !e.finished;
+    MarkDirty(e, changed, changed < 0 || t.state != before || finishing);
+    if (finishing) Finish(e, now);
   }
 
   void Finish(Entry& e, absl::Time now) {
@@ -671,7 +718,7 @@ class TaskEngine::Impl {
         Record(e.dep, d.revision, Outcome::kTimedOut, absl::ZeroDuration(), mono);
         EndDelivery(e, idx, TaskState::kFailed, absl::StrCat("instance ", in.id, " was removed"),
                     now);
-        UpdateTask(e, now);
+        UpdateTask(e, now, idx);
         continue;
       }
       std::string msg = absl::StrCat("instance ", in.id, " lost: ", why, " (attempt ", d.attempts,
@@ -709,7 +756,12 @@ class TaskEngine::Impl {
         Entry& e = tasks_.at(it->second);
         Hold(Unflushed(e), [this, tenant, id = e.task.id,
                             done = std::move(done)](const absl::Status& st) {
-          if (!st.ok()) return done(st, false);
+          if (!st.ok()) {
+            return done(ChangeNotDurable(st, absl::StrCat("task ", id, " (same idempotency_key)"),
+                                         "resubmit with the same idempotency_key to learn its "
+                                         "fate"),
+                        false);
+          }
           done(Snapshot(tenant, id), false);
         });
         return;
@@ -823,8 +875,20 @@ class TaskEngine::Impl {
     }
     for (size_t i = 0; i < n; ++i) Route(e, static_cast<int>(i), /*front=*/false, now, mono);
     UpdateTask(e, now);
-    HoldTask(true, t, [done = std::move(done)](absl::StatusOr<Task> r) {
-      done(std::move(r), true);
+    // Failing to commit does not undo the task: it stays queued in the engine and the batch
+    // is retried, so the submitter is told exactly that.
+    Hold(true, [this, tenant, id = t.id, keyed = !t.idempotency_key.empty(),
+                done = std::move(done)](const absl::Status& st) {
+      if (!st.ok()) {
+        return done(ChangeNotDurable(
+                        st, absl::StrCat("task ", id, " was accepted but"),
+                        keyed ? "resubmit with the same idempotency_key to learn its fate (it "
+                                "answers with this task once it is durable)"
+                              : "GET /v1/tasks/" + id + " shows it; a resubmit without an "
+                                "idempotency_key creates a second task"),
+                    true);
+      }
+      done(Snapshot(tenant, id), true);
     });
   }
 
@@ -860,9 +924,11 @@ class TaskEngine::Impl {
     } else {
       Entry* e = FindEntry(tenant, task_id);
       TaskState state = e ? e->task.state : TaskState::kSucceeded;
-      Hold(true, [state, done = std::move(done)](const absl::Status& c) {
+      Hold(true, [state, task_id, done = std::move(done)](const absl::Status& c) {
         if (c.ok()) return done(state);
-        done(c);
+        done(ChangeNotDurable(c, absl::StrCat("the result for task ", task_id),
+                              "do not post it again (it is recorded: a second post answers "
+                              "409 TASK_ALREADY_FINISHED)"));
       });
     }
     MaybeRequestFlush();
@@ -898,6 +964,22 @@ class TaskEngine::Impl {
 
   absl::Status Complete1(const std::string& tenant, const std::string& id,
                          const std::string& task_id, model::TaskResult result) {
+    // Bounds first, as for a submit's input: refused before anything is looked up.
+    if (!result.output.is_null()) {
+      const size_t output_bytes = result.output.dump().size();
+      if (output_bytes > options_.max_output_bytes) {
+        return Error(absl::StatusCode::kInvalidArgument, "PAYLOAD_TOO_LARGE",
+                     absl::StrCat("result.output: ", output_bytes, " bytes is over the limit of ",
+                                  options_.max_output_bytes, " bytes"),
+                     "return a reference (a path or URL) to the data instead of the data");
+      }
+    }
+    if (result.error.size() > options_.max_error_bytes) {
+      const std::string note = absl::StrCat(" ... (truncated from ", result.error.size(), " bytes)");
+      const size_t keep =
+          options_.max_error_bytes > note.size() ? options_.max_error_bytes - note.size() : 0;
+      result.error = ToValidUtf8(result.error, keep) + note;
+    }
     Entry* e = FindEntry(tenant, task_id);
     int idx = 0;
     if (!e) {
@@ -922,7 +1004,7 @@ class TaskEngine::Impl {
                 now);
     dd.output = std::move(result.output);
     dd.cost_usd = result.cost_usd;
-    UpdateTask(*e, now);
+    UpdateTask(*e, now, idx);
     return absl::OkStatus();
   }
 
@@ -1059,7 +1141,7 @@ class TaskEngine::Impl {
       Entry* e = Live(item);
       if (!e) continue;
       EndDelivery(*e, item.idx, TaskState::kFailed, msg, now);
-      UpdateTask(*e, now);
+      UpdateTask(*e, now, item.idx);
     }
     Unwait(*in);
     if (dep) dep->instances.erase(id);
@@ -1128,7 +1210,33 @@ class TaskEngine::Impl {
         }
       }
     }
+    loaded_ = true;
+    if (fleet_complete_) ForgetWhatTheFleetLacks();
     return absl::OkStatus();
+  }
+
+  // Both the tasks (Load) and the whole fleet view (FleetViewComplete) are in, in either
+  // order: what the tasks name but the fleet does not is gone. Deliveries pinned to a missing
+  // instance fail, its leases end; tasks of a missing deployment are cancelled. Without this
+  // they would wait for an instance that will never be named again.
+  void FleetViewComplete() {
+    fleet_complete_ = true;
+    if (loaded_) ForgetWhatTheFleetLacks();
+  }
+  void ForgetWhatTheFleetLacks() {
+    std::vector<std::pair<std::string, std::string>> deps, insts;
+    for (const auto& [k, dep] : deps_) {
+      if (!dep->declared) deps.emplace_back(dep->tenant, dep->name);
+    }
+    for (const auto& [tenant, name] : deps) {
+      PALM_LOG(kWarning, "tasks: deployment ", name, " no longer exists; its tasks are cancelled");
+      RemoveDeployment(tenant, name);
+    }
+    for (const auto& [k, in] : insts_) {
+      if (!in->known) insts.emplace_back(in->tenant, in->id);
+    }
+    for (const auto& [tenant, id] : insts) RemoveInstance(tenant, id);
+    MaybeRequestFlush();
   }
 
   // ---- Commit and timers -----------------------------------------------------------------
@@ -1139,26 +1247,50 @@ class TaskEngine::Impl {
     if (!e.dirty) return;
     e.dirty = false;
     const Task& t = e.task;
-    store::TaskRow row{t.tenant,
-                       t.id,
-                       t.deployment,
-                       t.seq,
-                       std::string(model::ToString(t.state)),
-                       t.idempotency_key,
-                       nullptr,
-                       ""};
-    if (auto text = model::StoredText(t); text.ok()) {
-      row.doc_text = std::move(*text);
-    } else {
-      row.doc = model::ToStored(t);  // the store reports why it cannot be written
+    const bool split = Split(e);
+    if (!e.in_batch) rows_.push_back(seq);
+    e.in_batch = true;
+    if (e.row_dirty) {
+      e.row_dirty = false;
+      store::TaskRow row{t.tenant,
+                         t.id,
+                         t.deployment,
+                         t.seq,
+                         std::string(model::ToString(t.state)),
+                         t.idempotency_key,
+                         nullptr,
+                         ""};
+      if (auto text = model::StoredText(t, /*inline_deliveries=*/!split); text.ok()) {
+        row.doc_text = std::move(*text);
+      } else {
+        // The store stores it with U+FFFD and logs the row.
+        row.doc = model::ToStored(t, /*inline_deliveries=*/!split);
+      }
+      if (e.row >= 0) {
+        pending_.put_tasks[e.row] = std::move(row);
+      } else {
+        e.row = static_cast<int>(pending_.put_tasks.size());
+        pending_.put_tasks.push_back(std::move(row));
+      }
     }
-    if (e.row >= 0) {
-      pending_.put_tasks[e.row] = std::move(row);
-    } else {
-      e.row = static_cast<int>(pending_.put_tasks.size());
-      pending_.put_tasks.push_back(std::move(row));
-      rows_.push_back(seq);
+    for (int idx : e.dirty_deliveries) {
+      e.delivery_dirty[idx] = 0;
+      const Delivery& d = t.deliveries[idx];
+      store::DeliveryRow row{t.seq, idx, nullptr, ""};
+      if (auto text = model::StoredDeliveryText(d); text.ok()) {
+        row.doc_text = std::move(*text);
+      } else {
+        row.doc = model::ToStored(d);
+      }
+      auto [slot, fresh] =
+          e.delivery_row.try_emplace(idx, static_cast<int>(pending_.put_deliveries.size()));
+      if (fresh) {
+        pending_.put_deliveries.push_back(std::move(row));
+      } else {
+        pending_.put_deliveries[slot->second] = std::move(row);
+      }
     }
+    e.dirty_deliveries.clear();
   }
 
   void Flush() {
@@ -1178,15 +1310,18 @@ class TaskEngine::Impl {
         pending_.put_tasks = std::move(rows);
         for (int64_t seq : rows_) {
           auto it = tasks_.find(seq);
-          if (it != tasks_.end()) it->second.row = -1;
+          if (it == tasks_.end()) continue;
+          it->second.row = -1;
+          it->second.in_batch = false;
+          it->second.delivery_row.clear();
         }
         rows_.clear();
         TrimFinished();
       } else {
         // The batch stays pending (the next Flush retries it); whoever waits on it is told.
-        PALM_LOG(kError, "task store write failed (", pending_.put_tasks.size(),
-                 " tasks kept for retry): ", st.ToString());
-        commit = StoreUnavailable(st);
+        PALM_LOG(kError, "task store write failed (", pending_.put_tasks.size(), " tasks and ",
+                 pending_.put_deliveries.size(), " deliveries kept for retry): ", st.ToString());
+        commit = st;
       }
     }
     std::vector<Held> held;
@@ -1269,7 +1404,9 @@ class TaskEngine::Impl {
             unflushed = Unflushed(e->second);
           }
           Hold(unflushed, [this, rec = std::move(rec)](const absl::Status& st) {
-            if (!st.ok()) return rec.done(st);
+            if (!st.ok()) {
+              return rec.done(ChangeNotDurable(st, absl::StrCat("the change to task ", rec.task_id)));
+            }
             rec.done(Snapshot(rec.tenant, rec.task_id));
           });
           break;
@@ -1327,6 +1464,7 @@ TaskEngine::TaskEngine(store::Store& store, const Clock& clock, EngineOptions op
 TaskEngine::~TaskEngine() = default;
 
 absl::Status TaskEngine::Load() { return impl_->Load(); }
+void TaskEngine::FleetViewComplete() { impl_->FleetViewComplete(); }
 void TaskEngine::SetFlushRequest(std::function<void()> request) {
   impl_->flush_request_ = std::move(request);
 }

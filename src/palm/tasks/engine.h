@@ -9,8 +9,12 @@
 // acknowledge something (Submit, Complete, Cancel, and the task handed out by Next) are
 // held until Flush() has committed that batch, then their callbacks run. The daemon posts
 // one Flush() per event-loop turn (see SetFlushRequest), so concurrent requests share one
-// fsync. If the commit fails the held callbacks get kUnavailable (STORE_UNAVAILABLE) and the
-// batch is retried at the next Flush.
+// fsync. If the commit fails the batch is KEPT (store/committer.h's rule): the changes stay
+// applied in the engine and the next Flush retries all of them, so the held callbacks get
+// kUnavailable (STORE_UNAVAILABLE) saying the change is not yet durable and being retried,
+// which is true: a submit answered so is queued and committed later (resubmitting with the
+// same idempotency_key finds it), a result so answered is recorded. The owner must call Flush
+// again while HasPending() (daemon::TaskDriver retries every second).
 //
 // Routing of a `route` delivery: a revision is chosen by weight (smooth weighted
 // round-robin over the weights of SetDeployment; no weights = the stable revision gets
@@ -31,8 +35,10 @@
 // (TASK_ALREADY_FINISHED, 409) and changes nothing.
 //
 // Bounds: at most max_queued_per_deployment queued deliveries per deployment (beyond:
-// kResourceExhausted RATE_LIMITED, 429), input at most max_input_bytes serialized
-// (kInvalidArgument with payload code PAYLOAD_TOO_LARGE, 413). Finished tasks stay in the
+// kResourceExhausted RATE_LIMITED, 429), input at most max_input_bytes serialized and a
+// result's output at most max_output_bytes (beyond: kInvalidArgument with payload code
+// PAYLOAD_TOO_LARGE, 413, nothing changed); a result's error is cut to max_error_bytes (at a
+// character boundary, with a note of its full size). Finished tasks stay in the
 // store (at most `retention`, oldest pruned by PruneRetention) and the newest
 // `finished_cache` in memory.
 //
@@ -66,6 +72,8 @@ namespace palm::tasks {
 struct EngineOptions {
   size_t max_queued_per_deployment = 10000;
   size_t max_input_bytes = 256 * 1024;
+  size_t max_output_bytes = 256 * 1024;  // a result's output, serialized
+  size_t max_error_bytes = 8 * 1024;     // a result's error is cut to this
   size_t finished_cache = 10000;    // finished tasks kept in memory for Get/Await
   int64_t retention = 100000;       // finished tasks kept in the store
   absl::Duration max_poll_wait = absl::Seconds(60);   // cap on Next's and Await's wait
@@ -106,6 +114,11 @@ class TaskEngine {
   // wall time, so an agent that outlived the daemon can still post its result). Call once,
   // after the supervisor has loaded (so the fleet view is known), before serving.
   absl::Status Load();
+  // The supervisor has pushed every deployment and instance it has (the end of its Load).
+  // Once this and Load() have both happened, in either order, what the loaded tasks name but
+  // the fleet view does not is gone: a delivery pinned to a missing instance fails ("instance
+  // <id> was removed"), leases held by one end, tasks of a missing deployment are cancelled.
+  void FleetViewComplete();
 
   // Called (at most once per batch) when a change is pending and Flush() should run soon.
   void SetFlushRequest(std::function<void()> request);

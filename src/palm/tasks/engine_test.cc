@@ -7,11 +7,14 @@
 #include <stdlib.h>
 
 #include <filesystem>
+#include <iostream>
 #include <memory>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "absl/strings/str_cat.h"
 #include "palm/base/error.h"
+#include "palm/base/utf8.h"
 #include "palm/testing/fake_clock.h"
 
 namespace palm::tasks {
@@ -37,6 +40,12 @@ class CountingStore final : public store::Store {
     ++applies;
     task_rows += batch.put_tasks.size();
     last_rows = batch.put_tasks.size();
+    for (const auto& r : batch.put_tasks) {
+      doc_bytes += r.doc_text.empty() ? r.doc.dump().size() : r.doc_text.size();
+    }
+    for (const auto& r : batch.put_deliveries) {
+      doc_bytes += r.doc_text.empty() ? r.doc.dump().size() : r.doc_text.size();
+    }
     return real_->Apply(batch);
   }
   absl::StatusOr<std::vector<store::SpecRow>> ListSpecs() override { return real_->ListSpecs(); }
@@ -90,6 +99,7 @@ class CountingStore final : public store::Store {
   int applies = 0;
   size_t task_rows = 0;
   size_t last_rows = 0;
+  size_t doc_bytes = 0;  // task and delivery documents written
 
  private:
   std::unique_ptr<store::Store> real_;
@@ -1142,6 +1152,165 @@ TEST_F(EngineTest, PruneRetentionKeepsTheNewestFinished) {
   EXPECT_EQ(engine_->Get(kTenant, ids[0]).status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(engine_->Get(kTenant, ids[2])->state, TaskState::kSucceeded);
   EXPECT_EQ(engine_->Get(kTenant, active.id)->state, TaskState::kQueued);
+}
+
+// ---- Hardening: bounds, broadcast write cost, load order, 503s ---------------------------
+
+TEST_F(EngineTest, AResultOverTheOutputLimitIsRefusedAndAnOverlongErrorIsCut) {
+  options_.max_output_bytes = 100;
+  options_.max_error_bytes = 64;
+  Open();
+  Deploy();
+  Instance("web-001");
+  Task t = SubmitOk(Req());
+  EXPECT_EQ(Take("web-001"), t.id);
+  absl::Status big = ResultNow("web-001", t.id, Ok({{"blob", std::string(200, 'x')}}));
+  EXPECT_EQ(big.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ErrorCode(big), "PAYLOAD_TOO_LARGE");
+  EXPECT_THAT(std::string(big.message()),
+              HasSubstr("result.output: 211 bytes is over the limit of 100 bytes"));
+  EXPECT_EQ(Get(t.id).state, TaskState::kAssigned) << "nothing changed";
+  // A long error (with a multi-byte character at the cut) is kept, cut at a boundary.
+  std::string error = std::string(40, 'e') + std::string(50, '\xc3') + "end";
+  for (size_t i = 40; i < 90; i += 2) error[i + 1] = '\xa9';  // "é" x 25
+  EXPECT_TRUE(ResultNow("web-001", t.id, Fail(error)).ok());
+  const std::string stored = Stored(t.id).deliveries[0].error;
+  EXPECT_LE(stored.size(), 64u);
+  EXPECT_EQ(FindInvalidUtf8(stored), std::string::npos);
+  EXPECT_THAT(stored, HasSubstr("(truncated from 93 bytes)"));
+}
+
+// A broadcast's results each write their own delivery, not the whole task again: the bytes
+// written grow linearly with the number of instances (they grew with its square).
+TEST_F(EngineTest, ABroadcastWritesBytesLinearInItsDeliveries) {
+  auto bytes_for = [&](int n) {
+    Open();
+    Deploy();
+    for (int i = 0; i < n; ++i) Instance(absl::StrCat("web-", 1000 + i));
+    const size_t before = store_->doc_bytes;
+    Task t = SubmitOk(Req({{"task", "hello"}}, "", TaskMode::kBroadcast));
+    EXPECT_EQ(t.deliveries.size(), static_cast<size_t>(n));
+    for (int i = 0; i < n; ++i) {
+      const std::string id = absl::StrCat("web-", 1000 + i);
+      EXPECT_EQ(Take(id), t.id);
+      EXPECT_TRUE(ResultNow(id, t.id, Ok({{"answer", std::string(100, 'a')}})).ok());
+    }
+    Task done = Stored(t.id);
+    EXPECT_EQ(done.state, TaskState::kSucceeded);
+    EXPECT_EQ(done.deliveries.size(), static_cast<size_t>(n));
+    EXPECT_EQ(done.deliveries[n - 1].output["answer"], std::string(100, 'a'));
+    EXPECT_GE(done.updated_at, *done.deliveries[n - 1].completed_at);
+    return store_->doc_bytes - before;
+  };
+  const size_t small = bytes_for(25), large = bytes_for(100);
+  std::cout << "[ bytes ] broadcast with per-delivery results: 25 instances " << small
+            << " B, 100 instances " << large << " B\n";
+  EXPECT_LT(static_cast<double>(large) / static_cast<double>(small), 5.0)
+      << "4x the instances should cost about 4x the bytes, not 16x";
+  // Per delivery: its row at submit, at assignment and with its result (~800 B), and the
+  // task's own small row when the task's state flips (here Queued <-> Assigned each time).
+  EXPECT_LT(large, 100u * 2000u) << "about 1.4 KB per delivery in this test";
+}
+
+TEST_F(EngineTest, BroadcastResultsSurviveAReload) {
+  Deploy();
+  Instance("web-001");
+  Instance("web-002");
+  Task t = SubmitOk(Req({}, "", TaskMode::kBroadcast));
+  EXPECT_EQ(Take("web-001"), t.id);
+  EXPECT_EQ(Take("web-002"), t.id);
+  EXPECT_TRUE(ResultNow("web-001", t.id, Ok({{"n", 1}})).ok());
+  Open(/*load=*/false);
+  Deploy();
+  Instance("web-001");
+  Instance("web-002");
+  ASSERT_TRUE(engine_->Load().ok());
+  EXPECT_EQ(engine_->InFlight(kTenant, "web-002"), 1);
+  EXPECT_TRUE(ResultNow("web-002", t.id, Ok({{"n", 2}})).ok());
+  Task done = Stored(t.id);
+  EXPECT_EQ(done.state, TaskState::kSucceeded);
+  EXPECT_EQ(done.deliveries[0].output["n"], 1);
+  EXPECT_EQ(done.deliveries[1].output["n"], 2);
+  auto listed = engine_->List(store::TaskQuery{kTenant});
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_EQ((*listed)[0].deliveries[1].output["n"], 2);
+}
+
+// Deliveries pinned to an instance that no longer exists after a restart used to stay
+// queued forever: the supervisor removed the instance before the engine had loaded its tasks.
+TEST_F(EngineTest, DeliveriesPinnedToAnInstanceGoneAtLoadFailInEitherOrder) {
+  for (bool fleet_first : {true, false}) {
+    SCOPED_TRACE(fleet_first ? "fleet view, then Load" : "Load, then fleet view");
+    Open();
+    Deploy();
+    Instance("web-001");
+    Instance("web-002");
+    Task broadcast = SubmitOk(Req({}, "", TaskMode::kBroadcast));
+    Task pinned = SubmitOk(Req({}, "web-002"));
+    EXPECT_EQ(Take("web-002"), broadcast.id);  // web-002 holds a lease, and has one queued
+
+    Open(/*load=*/false);  // the daemon restarts; web-002 is gone
+    auto fleet = [&] {
+      Deploy();
+      Instance("web-001");
+      engine_->FleetViewComplete();
+    };
+    if (fleet_first) fleet();
+    ASSERT_TRUE(engine_->Load().ok());
+    if (!fleet_first) fleet();
+    engine_->Flush();
+    Task p = Stored(pinned.id);
+    EXPECT_EQ(p.state, TaskState::kFailed);
+    EXPECT_EQ(p.error, "instance web-002 was removed");
+    EXPECT_EQ(Take("web-001"), broadcast.id);
+    EXPECT_TRUE(ResultNow("web-001", broadcast.id, Ok()).ok());
+    Task b = Stored(broadcast.id);
+    EXPECT_EQ(b.state, TaskState::kFailed) << "finished, not waiting forever";
+    EXPECT_EQ(b.deliveries[1].error, "instance web-002 was removed");
+    EXPECT_EQ(engine_->Queue(kTenant, "web").queued, 0);
+    EXPECT_EQ(engine_->Queue(kTenant, "web").assigned, 0);
+  }
+}
+
+TEST_F(EngineTest, TasksOfADeploymentGoneAtLoadAreCancelled) {
+  Deploy();
+  Instance("web-001");
+  Task t = SubmitOk(Req());
+  Open(/*load=*/false);
+  ASSERT_TRUE(engine_->Load().ok());
+  engine_->FleetViewComplete();  // "web" is not in it
+  engine_->Flush();
+  EXPECT_EQ(Stored(t.id).state, TaskState::kCancelled);
+  EXPECT_EQ(Stored(t.id).error, "deployment deleted");
+}
+
+// A 503 on submit does not mean nothing was created: the batch is kept and retried. The error
+// says so, and a resubmit with the same idempotency key learns the task's fate.
+TEST_F(EngineTest, ASubmitAnswered503IsCommittedLaterAndTheErrorSaysSo) {
+  Deploy();
+  Instance("web-001");
+  model::TaskRequest r = Req();
+  r.idempotency_key = "order-7";
+  store_->fail_applies = 1;
+  absl::Status st = SubmitErr(r);
+  EXPECT_EQ(st.code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(ErrorCode(st), "STORE_UNAVAILABLE");
+  EXPECT_THAT(std::string(st.message()),
+              HasSubstr("task task-00000001 was accepted but is not yet durable"));
+  EXPECT_THAT(std::string(st.message()), HasSubstr("the write is retried"));
+  EXPECT_THAT(ErrorHint(st), HasSubstr("resubmit with the same idempotency_key"));
+  EXPECT_TRUE(engine_->HasPending()) << "kept for the retry";
+  EXPECT_FALSE(store_->GetTask(kTenant, "task-00000001")->has_value());
+
+  engine_->Flush();  // the retry (daemon::TaskDriver flushes again while HasPending)
+  EXPECT_FALSE(engine_->HasPending());
+  EXPECT_EQ(Stored("task-00000001").state, TaskState::kQueued) << "committed after all";
+  auto again = Submit(r);
+  engine_->Flush();
+  ASSERT_TRUE(again->value.first.ok()) << again->value.first.status();
+  EXPECT_FALSE(again->value.second) << "the same task, not a second one";
+  EXPECT_EQ(again->value.first->id, "task-00000001");
 }
 
 }  // namespace
