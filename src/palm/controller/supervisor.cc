@@ -156,7 +156,7 @@ absl::Status Supervisor::Load() {
       continue;
     }
     absl::Status st = runtime_.Adopt(
-        key, {l.inst.pid, l.inst.proc_start_time}, l.inst.log_path);
+        key, {l.inst.pid, l.inst.proc_start_time, l.inst.proc_boot_id}, l.inst.log_path);
     if (st.ok()) {
       ++adopted;
       EmitFor(l, "info", "InstanceAdopted", absl::StrCat("(pid ", l.inst.pid, ") adopted"));
@@ -214,6 +214,7 @@ size_t Supervisor::RecoverUnrecordedStarts(const std::vector<Live*>& unrecorded)
     if (it != by_key.end() && runtime_.Adopt(key, it->second.pid, in.log_path).ok()) {
       in.pid = it->second.pid.pid;
       in.proc_start_time = it->second.pid.start_time;
+      in.proc_boot_id = it->second.pid.boot_id;
       in.state = InstanceState::kRunning;
       in.started_at = clock_.Now();
       if (const Deployment* d = FindDeployment(l->key())) {
@@ -1101,7 +1102,7 @@ void Supervisor::StartInstance(Live& live, const Deployment& d) {
   if (restart) ++in.restarts;
   in.next_start_at.reset();
   auto req = BuildSpawn(live, d);
-  absl::StatusOr<runtime::ProcessId> pid = req.ok() ? runtime_.Spawn(*req) : req.status();
+  absl::StatusOr<runtime::Spawned> pid = req.ok() ? runtime_.Spawn(*req) : req.status();
   live.pending_token.clear();
   live.awaiting_spawn = false;
   in.updated_at = now;
@@ -1116,6 +1117,10 @@ void Supervisor::StartInstance(Live& live, const Deployment& d) {
   }
   in.pid = pid->pid;
   in.proc_start_time = pid->start_time;
+  in.proc_boot_id = pid->boot_id;
+  const runtime::Limits& lim = pid->enforced;  // what the runtime says enforces the limits
+  in.limits = model::InstanceLimits{std::string(runtime::ToString(pid->enforced_by)), lim.memory_mb,
+                                    lim.max_procs, lim.max_open_files, lim.cpu};
   in.state = InstanceState::kRunning;
   in.started_at = now;
   in.last_error.clear();
@@ -1235,6 +1240,7 @@ void Supervisor::HandleExit(Live& live, const ExitInfo& exit) {
   in.last_exit = exit;
   in.pid = 0;
   in.proc_start_time = 0;
+  in.proc_boot_id.clear();
   in.ready = false;
   in.updated_at = exit.at;
   EmitFor(live, was_stopping ? "info" : "warning", "InstanceExited",

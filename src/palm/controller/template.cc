@@ -102,6 +102,7 @@ absl::StatusOr<runtime::SpawnRequest> RenderSpawn(const TemplateInput& in) {
   req.limits.memory_mb = spec.resources.memory_mb;
   req.limits.max_procs = spec.resources.max_procs;
   req.limits.max_open_files = spec.resources.max_open_files;
+  req.limits.cpu = spec.resources.cpu;
   return req;
 }
 

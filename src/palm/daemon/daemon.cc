@@ -163,7 +163,10 @@ int RunDaemon(const DaemonOptions& options) {
   boost::asio::io_context io(1);
   const Clock& clock = RealClock::Get();
   absl::Time started_at = clock.Now();
-  auto runtime = runtime::NewProcessRuntime(io);
+  runtime::ProcessRuntimeOptions runtime_options;
+  // Instances' cgroups per data dir: two daemons on one host never share an instance's group.
+  runtime_options.cgroup_parent = "palm/" + Sha256Hex(data_dir).substr(0, 12);
+  auto runtime = runtime::NewProcessRuntime(io, runtime_options);
   controller::KernelPortAllocator ports;
 
   // Every connection costs a descriptor, so do agents' pidfds, spawns, probes, log files

@@ -84,6 +84,32 @@ absl::Status ReadHealth(const FieldReader& parent, Instance* inst) {
   return r.Time("since", &inst->health_since);
 }
 
+// limits: what enforced the instance's resource limits at its last start (null before).
+Json LimitsJson(const std::optional<InstanceLimits>& l) {
+  if (!l) return nullptr;
+  const auto opt = [](const auto& v) { return v ? Json(*v) : Json(nullptr); };
+  return {{"enforced_by", l->enforced_by}, {"memory_mb", opt(l->memory_mb)},
+          {"max_procs", opt(l->max_procs)}, {"max_open_files", opt(l->max_open_files)},
+          {"cpu", l->cpu ? codec_internal::NumberJson(*l->cpu) : Json(nullptr)}};
+}
+
+absl::Status ReadLimits(const FieldReader& parent, std::optional<InstanceLimits>* out) {
+  out->reset();
+  const Json* v = parent.Get("limits");
+  if (v == nullptr) return absl::OkStatus();
+  FieldReader r(*v, parent.Path("limits"),
+                {"enforced_by", "memory_mb", "max_procs", "max_open_files", "cpu"});
+  PALM_RETURN_IF_ERROR(r.Check());
+  InstanceLimits l;
+  PALM_RETURN_IF_ERROR(r.String("enforced_by", &l.enforced_by));
+  PALM_RETURN_IF_ERROR(r.OptInt("memory_mb", 1, INT64_MAX, &l.memory_mb));
+  PALM_RETURN_IF_ERROR(r.OptInt("max_procs", 1, INT64_MAX, &l.max_procs));
+  PALM_RETURN_IF_ERROR(r.OptInt("max_open_files", 1, INT64_MAX, &l.max_open_files));
+  PALM_RETURN_IF_ERROR(r.OptNumber("cpu", 0, 1e6, &l.cpu));
+  *out = std::move(l);
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 Json ToJson(const Instance& inst, bool internal) {
@@ -109,12 +135,14 @@ Json ToJson(const Instance& inst, bool internal) {
       {"last_heartbeat", TimeJson(inst.last_heartbeat)},
       {"metrics", inst.metrics},
       {"log_path", inst.log_path},
+      {"limits", LimitsJson(inst.limits)},
       {"created_at", palm::FormatTime(inst.created_at)},
       {"updated_at", palm::FormatTime(inst.updated_at)},
   };
   if (internal) {
     j["seq"] = inst.seq;
     j["proc_start_time"] = inst.proc_start_time;
+    j["proc_boot_id"] = inst.proc_boot_id;
     j["consecutive_failures"] = inst.consecutive_failures;
     j["next_start_at"] = TimeJson(inst.next_start_at);
     j["token_hash"] = inst.token_hash;
@@ -128,7 +156,7 @@ absl::StatusOr<Instance> InstanceFromStored(const Json& doc) {
                  "last_exit", "last_error", "started_at", "ports", "health", "ready",
                  "ready_since", "last_heartbeat", "metrics", "log_path", "created_at",
                  "updated_at", "seq", "proc_start_time", "consecutive_failures", "next_start_at",
-                 "token_hash"});
+                 "token_hash", "proc_boot_id", "limits"});
   Instance inst;
   absl::Status st = [&]() -> absl::Status {
     PALM_RETURN_IF_ERROR(r.Check());
@@ -169,6 +197,8 @@ absl::StatusOr<Instance> InstanceFromStored(const Json& doc) {
       }
       inst.proc_start_time = p->get<uint64_t>();
     }
+    PALM_RETURN_IF_ERROR(r.String("proc_boot_id", &inst.proc_boot_id));
+    PALM_RETURN_IF_ERROR(ReadLimits(r, &inst.limits));
     PALM_RETURN_IF_ERROR(r.Int("consecutive_failures", 0, INT64_MAX, &inst.consecutive_failures));
     PALM_RETURN_IF_ERROR(r.OptTime("next_start_at", &inst.next_start_at));
     return r.String("token_hash", &inst.token_hash);

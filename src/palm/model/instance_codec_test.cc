@@ -20,6 +20,8 @@ Instance Full() {
   i.state = InstanceState::kRunning;
   i.pid = 4242;
   i.proc_start_time = 18'446'744'073'709'551'000ull;
+  i.proc_boot_id = "6324b2f0-11b1-41e4-a8d5-e45c8afd5cd4";
+  i.limits = InstanceLimits{"cgroup v1", 256, 64, std::nullopt, 0.5};
   i.restarts = 2;
   i.consecutive_failures = 1;
   i.last_exit = ExitInfo{std::nullopt, 9, T(1)};
@@ -54,6 +56,8 @@ TEST(InstanceCodecTest, ApiForm) {
     "ready": true, "ready_since": "2027-01-15T08:00:00.008Z",
     "last_heartbeat": "2027-01-15T08:00:00.005Z",
     "metrics": {"orders_per_second": 12.5}, "log_path": "/data/logs/buyer-007.log",
+    "limits": {"enforced_by": "cgroup v1", "memory_mb": 256, "max_procs": 64,
+               "max_open_files": null, "cpu": 0.5},
     "created_at": "2027-01-15T08:00:00.006Z", "updated_at": "2027-01-15T08:00:00.007Z"})");
   EXPECT_EQ(j, want) << j.dump(2);
 }
@@ -74,7 +78,9 @@ TEST(InstanceCodecTest, ApiFormOfAFreshInstanceUsesNulls) {
   EXPECT_EQ(j["state"], "Pending");
   EXPECT_EQ(j["ports"], Json::object());
   EXPECT_EQ(j["ready"], false);
+  EXPECT_TRUE(j["limits"].is_null());  // never started
   EXPECT_FALSE(j.contains("token_hash"));
+  EXPECT_FALSE(j.contains("proc_boot_id"));
   EXPECT_FALSE(j.contains("seq"));
 }
 
@@ -111,6 +117,11 @@ TEST(InstanceCodecTest, InternalFormRoundTripsExactly) {
     EXPECT_EQ(ToJson(*back, true), j);
     EXPECT_EQ(back->state, state);
     EXPECT_EQ(back->proc_start_time, i.proc_start_time);
+    EXPECT_EQ(back->proc_boot_id, i.proc_boot_id);
+    ASSERT_TRUE(back->limits.has_value());
+    EXPECT_EQ(back->limits->enforced_by, "cgroup v1");
+    EXPECT_EQ(back->limits->cpu, 0.5);
+    EXPECT_EQ(back->limits->max_open_files, std::nullopt);
     EXPECT_EQ(back->last_exit->signal, 9);
     EXPECT_FALSE(back->last_exit->code.has_value());
     EXPECT_EQ(back->next_start_at, i.next_start_at);
@@ -142,6 +153,8 @@ TEST(InstanceCodecTest, StoredFormRefusesCorruptRows) {
       {[](Json& j) { j["last_exit"]["signal_number"] = nullptr; j["last_exit"]["signal"] = 3; },
        "instance.last_exit.signal: must be a signal name"},
       {[](Json& j) { j["bogus"] = 1; }, "instance.bogus: unknown field"},
+      {[](Json& j) { j["limits"]["memory_mb"] = 0; }, "instance.limits.memory_mb"},
+      {[](Json& j) { j["limits"]["extra"] = 0; }, "instance.limits.extra: unknown field"},
   };
   for (const auto& [mutate, want] : cases) {
     Json j = ToJson(Full(), true);

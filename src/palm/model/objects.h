@@ -123,6 +123,15 @@ std::string SignalName(int signal);
 bool ParseSignal(std::string_view s, int* out);
 
 // One supervised agent process (a replica slot; keeps its id across restarts).
+// What enforced an instance's resource limits when it was last started (runtime report).
+struct InstanceLimits {
+  std::string enforced_by = "none";  // "none" | "rlimit" | "cgroup v1" | "cgroup v2"
+  std::optional<int64_t> memory_mb;  // the limits applied; unset = not enforced
+  std::optional<int64_t> max_procs;
+  std::optional<int64_t> max_open_files;
+  std::optional<double> cpu;
+};
+
 struct Instance {
   std::string tenant = std::string(kDefaultTenant);
   std::string id;                      // <deployment>-<nnn>
@@ -133,6 +142,8 @@ struct Instance {
   InstanceState state = InstanceState::kPending;
   int pid = 0;
   uint64_t proc_start_time = 0;        // /proc/<pid>/stat field 22: adoption identity check
+  std::string proc_boot_id;            // boot the pid was started in ("" = not recorded)
+  std::optional<InstanceLimits> limits;  // set at each start; null before the first
   int64_t restarts = 0;
   int64_t consecutive_failures = 0;    // drives backoff; reset after a stable run
   std::optional<ExitInfo> last_exit;

@@ -10,11 +10,13 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -22,7 +24,10 @@
 #include "boost/asio/posix/stream_descriptor.hpp"
 #include "boost/asio/post.hpp"
 #include "boost/asio/steady_timer.hpp"
+#include "palm/base/log.h"
+#include "palm/runtime/cgroup.h"
 #include "palm/runtime/command_lookup.h"
+#include "palm/runtime/limits_shim.h"
 
 #ifndef P_PIDFD
 #define P_PIDFD 3
@@ -36,6 +41,21 @@ using SteadyClock = std::chrono::steady_clock;
 
 constexpr char kDefaultPath[] = "/usr/local/bin:/usr/bin:/bin";
 constexpr size_t kKeptOutput = 200;
+// Reads of what is already in the pipe when the probe exits; each is non-blocking.
+constexpr int kMaxFinalReads = 8;
+// A probe's cgroup is removed once its killed members are gone: tried at these intervals
+// (doubling), then given up with a warning.
+constexpr auto kFirstRemovalRetry = std::chrono::milliseconds(5);
+constexpr auto kMaxRemovalRetry = std::chrono::seconds(1);
+constexpr int kMaxRemovalTries = 80;  // ~1 minute
+
+std::atomic<uint64_t> probe_runs{0};
+
+std::mutex default_options_mu;
+ExecProbeOptions& DefaultOptions() {
+  static ExecProbeOptions* options = new ExecProbeOptions();  // ABSL_GUARDED_BY(default_options_mu)
+  return *options;
+}
 
 std::string SignalText(int sig) {
   const char* abbrev = ::sigabbrev_np(sig);
@@ -55,12 +75,24 @@ std::string Tidy(std::string s) {
 
 class ExecProbe : public std::enable_shared_from_this<ExecProbe> {
  public:
-  ExecProbe(asio::io_context& io, absl::Duration timeout, std::function<void(ExecResult)> done)
-      : io_(io), timeout_(timeout), done_(std::move(done)), pidfd_(io), out_(io), timer_(io) {}
+  ExecProbe(asio::io_context& io, ExecProbeOptions options, absl::Duration timeout,
+            std::function<void(ExecResult)> done)
+      : io_(io),
+        options_(std::move(options)),
+        timeout_(timeout),
+        done_(std::move(done)),
+        pidfd_(io),
+        out_(io),
+        timer_(io) {}
 
   ~ExecProbe() {
-    // Only when the io_context is torn down with the probe in flight: leave nothing running.
+    // Only when the io_context is torn down with the probe in flight (or its cleanup
+    // pending): leave nothing running.
     if (pid_ > 0 && !reaped_) ::kill(-pid_, SIGKILL);
+    if (!cgroup_.empty()) {
+      (void)options_.cgroups->Kill(cgroup_);
+      (void)options_.cgroups->Remove(cgroup_);  // best effort: busy while they exit
+    }
   }
 
   void Start(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env,
@@ -81,13 +113,32 @@ class ExecProbe : public std::enable_shared_from_this<ExecProbe> {
       return FailLater(absl::StrCat(what, program.status().message()));
     }
 
+    // A cgroup of its own, joined by the shim before exec, so nothing the probe starts can
+    // outlive it. Without one (none available, or it cannot be made) it runs as it is.
+    std::vector<std::string> shim_argv;
+    const std::vector<std::string>* run = &argv;
+    const char* exe = program->c_str();
+    if (options_.cgroups && options_.cgroups->available() && !options_.shim_path.empty()) {
+      const std::string name = ProbeCgroupName(++probe_runs);
+      absl::StatusOr<std::vector<std::string>> dirs = options_.cgroups->Create(name, {});
+      if (dirs.ok()) {
+        cgroup_ = name;
+        shim_argv = LimitsShimArgv(options_.shim_path, {}, *dirs, *program, argv);
+        run = &shim_argv;
+        exe = options_.shim_path.c_str();
+      } else {
+        PALM_LOG(kWarning, "exec probe runs without a cgroup: ", dirs.status().message());
+        (void)options_.cgroups->Remove(name);
+      }
+    }
+
     int fds[2];
     if (::pipe2(fds, O_CLOEXEC) != 0) {
       return FailLater(absl::StrCat("pipe: ", std::strerror(errno)));
     }
     std::vector<char*> args;
-    args.reserve(argv.size() + 1);
-    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.reserve(run->size() + 1);
+    for (const std::string& a : *run) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
     std::vector<std::string> env_storage;
     env_storage.reserve(env.size());
@@ -117,7 +168,7 @@ class ExecProbe : public std::enable_shared_from_this<ExecProbe> {
     posix_spawnattr_setflags(&attr,
                              POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
     pid_t pid = 0;
-    const int err = ::posix_spawn(&pid, program->c_str(), &fa, &attr, args.data(), envp.data());
+    const int err = ::posix_spawn(&pid, exe, &fa, &attr, args.data(), envp.data());
     posix_spawnattr_destroy(&attr);
     posix_spawn_file_actions_destroy(&fa);
     ::close(fds[1]);
@@ -130,6 +181,10 @@ class ExecProbe : public std::enable_shared_from_this<ExecProbe> {
     }
     pid_ = pid;
     out_.assign(fds[0]);
+    // Non-blocking: whoever else holds the write end (a child the probe left running) can
+    // never make a read wait.
+    boost::system::error_code ignored;
+    out_.non_blocking(true, ignored);
     // Our unreaped child keeps its pid, so the pidfd surely names it.
     const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
     if (pidfd < 0) {
@@ -146,12 +201,42 @@ class ExecProbe : public std::enable_shared_from_this<ExecProbe> {
       if (ec || self->reaped_) return;
       self->timed_out_ = true;
       ::kill(-self->pid_, SIGKILL);  // the group: the leader is unreaped, so pgid is still ours
+      self->KillCgroup();
     });
     ReadOutput();
     AwaitExit();
   }
 
  private:
+  void KillCgroup() {
+    if (cgroup_.empty()) return;
+    if (absl::Status st = options_.cgroups->Kill(cgroup_); !st.ok()) {
+      PALM_LOG(kWarning, "exec probe: ", st.message());
+    }
+  }
+
+  // Removes the probe's cgroup once what was killed in it has exited; never waits.
+  void RemoveCgroup(std::chrono::milliseconds delay, int tries) {
+    if (cgroup_.empty()) return;
+    if (options_.cgroups->Populated(cgroup_)) {
+      KillCgroup();
+    } else if (options_.cgroups->Remove(cgroup_).ok()) {
+      cgroup_.clear();
+      return;
+    }
+    if (tries >= kMaxRemovalTries) {
+      PALM_LOG(kWarning, "exec probe: cgroup ", cgroup_, " still busy; left in place");
+      cgroup_.clear();
+      return;
+    }
+    timer_.expires_after(delay);
+    timer_.async_wait([self = shared_from_this(), delay, tries](const boost::system::error_code& ec) {
+      if (ec) return;
+      self->RemoveCgroup(std::min<std::chrono::milliseconds>(delay * 2, kMaxRemovalRetry),
+                         tries + 1);
+    });
+  }
+
   void FailLater(std::string message) {
     asio::post(io_, [self = shared_from_this(), message = std::move(message)]() mutable {
       self->Finish(false, std::move(message));
@@ -182,8 +267,9 @@ class ExecProbe : public std::enable_shared_from_this<ExecProbe> {
 
   void OnExit() {
     // The leader is a zombie, so its pgid cannot have been reused: stragglers the probe left
-    // in its group (`cmd &`) are killed too.
+    // in its group (`cmd &`) are killed too, and with a cgroup those that left the group.
     ::kill(-pid_, SIGKILL);
+    KillCgroup();
     siginfo_t info;
     std::memset(&info, 0, sizeof(info));
     int r;
@@ -193,8 +279,9 @@ class ExecProbe : public std::enable_shared_from_this<ExecProbe> {
     } while (r < 0 && errno == EINTR);
     if (r == 0 && info.si_pid == 0) return AwaitExit();  // spurious wake-up
     reaped_ = true;
-    // What the probe wrote before exiting is in the pipe already: take it without waiting.
-    while (output_.size() < kKeptOutput) {
+    // What the probe wrote before exiting is in the pipe already: take it without waiting
+    // (the pipe is non-blocking: would_block ends the loop, as does EOF), a few reads at most.
+    for (int i = 0; i < kMaxFinalReads && output_.size() < kKeptOutput; ++i) {
       boost::system::error_code ec;
       const size_t n = out_.read_some(asio::buffer(buf_), ec);
       if (ec || n == 0) break;
@@ -227,9 +314,12 @@ class ExecProbe : public std::enable_shared_from_this<ExecProbe> {
     result.latency = absl::FromChrono(SteadyClock::now() - started_);
     auto done = std::move(done_);
     done(std::move(result));
+    RemoveCgroup(kFirstRemovalRetry, 0);  // after the answer: it need not wait for this
   }
 
   asio::io_context& io_;
+  const ExecProbeOptions options_;
+  std::string cgroup_;  // this run's cgroup while it exists, "" = none
   const absl::Duration timeout_;
   std::function<void(ExecResult)> done_;
   asio::posix::stream_descriptor pidfd_;
@@ -246,11 +336,29 @@ class ExecProbe : public std::enable_shared_from_this<ExecProbe> {
 
 }  // namespace
 
+void SetDefaultExecProbeOptions(ExecProbeOptions options) {
+  std::lock_guard<std::mutex> lock(default_options_mu);
+  DefaultOptions() = std::move(options);
+}
+
+ExecProbeOptions DefaultExecProbeOptions() {
+  std::lock_guard<std::mutex> lock(default_options_mu);
+  return DefaultOptions();
+}
+
+void RunExecProbe(boost::asio::io_context& io, const ExecProbeOptions& options,
+                  std::vector<std::string> argv, std::map<std::string, std::string> env,
+                  std::string workdir, absl::Duration timeout,
+                  std::function<void(ExecResult)> done) {
+  auto probe = std::make_shared<ExecProbe>(io, options, timeout, std::move(done));
+  probe->Start(argv, env, workdir);
+}
+
 void RunExecProbe(boost::asio::io_context& io, std::vector<std::string> argv,
                   std::map<std::string, std::string> env, std::string workdir,
                   absl::Duration timeout, std::function<void(ExecResult)> done) {
-  auto probe = std::make_shared<ExecProbe>(io, timeout, std::move(done));
-  probe->Start(argv, env, workdir);
+  RunExecProbe(io, DefaultExecProbeOptions(), std::move(argv), std::move(env),
+               std::move(workdir), timeout, std::move(done));
 }
 
 }  // namespace palm::runtime

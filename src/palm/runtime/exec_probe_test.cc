@@ -3,12 +3,18 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <optional>
+#include <thread>
+
+#include "boost/asio/steady_timer.hpp"
+#include "palm/runtime/cgroup.h"
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -29,7 +35,7 @@ ExecResult RunProbe(std::vector<std::string> argv, absl::Duration timeout = absl
   boost::asio::io_context io;
   std::optional<ExecResult> result;
   int calls = 0;
-  RunExecProbe(io, std::move(argv), std::move(env), std::move(workdir), timeout,
+  RunExecProbe(io, ExecProbeOptions{}, std::move(argv), std::move(env), std::move(workdir), timeout,
                [&](ExecResult r) {
                  ++calls;
                  result = std::move(r);
@@ -130,11 +136,102 @@ TEST_F(ExecProbeTest, TimeoutKillsTheProbeAndItsGroup) {
   EXPECT_FALSE(Running(sleeper));
 }
 
+int ReadPidFile(const std::string& path, std::chrono::milliseconds wait) {
+  const auto deadline = std::chrono::steady_clock::now() + wait;
+  int pid = 0;
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::ifstream in(path);
+    if (in >> pid && pid > 0) return pid;
+    ::usleep(5'000);
+  }
+  return 0;
+}
+
+// Runs a probe whose command leaves a setsid'd child holding the probe's stdout, with a
+// 10 ms timer ticking on the same loop, the loop on its own thread so that a loop stuck in a
+// read is seen as such (and then unstuck by killing the child) instead of hanging the test.
+struct SetsidRun {
+  std::optional<ExecResult> result;
+  int ticks_before = 0;  // timer ticks while the probe ran
+  int ticks_after = 0;   // and after its result came
+  bool stuck = false;    // no result within 5 s
+  int child = 0;
+};
+
+SetsidRun RunSetsidProbe(const ExecProbeOptions& options, const std::string& pidfile) {
+  SetsidRun run;
+  boost::asio::io_context io;
+  std::atomic<bool> done{false};
+  boost::asio::steady_timer tick(io);
+  std::function<void()> arm = [&] {
+    tick.expires_after(std::chrono::milliseconds(10));
+    tick.async_wait([&](const boost::system::error_code& ec) {
+      if (ec) return;
+      if (!done) {
+        ++run.ticks_before;
+      } else if (++run.ticks_after >= 5) {
+        return;  // enough: the loop is free after the result too
+      }
+      arm();
+    });
+  };
+  arm();
+  RunExecProbe(io, options,
+               {"sh", "-c",
+                "setsid sh -c 'echo $$ > " + pidfile + "; exec sleep 600' & sleep 0.2; echo x; exit 1"},
+               Env(), "", absl::Seconds(3), [&](ExecResult r) {
+                 run.result = std::move(r);
+                 done = true;
+               });
+  std::thread loop([&] { io.run_for(std::chrono::seconds(20)); });
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (!done && std::chrono::steady_clock::now() < deadline) ::usleep(5'000);
+  run.child = ReadPidFile(pidfile, std::chrono::seconds(2));
+  if (!done) {
+    run.stuck = true;
+    if (run.child > 0) ::kill(run.child, SIGKILL);  // releases the pipe, and the loop
+  }
+  loop.join();
+  return run;
+}
+
+TEST_F(ExecProbeTest, ASetsidChildHoldingTheOutputPipeBlocksNeitherTheLoopNorTheResult) {
+  const std::string pidfile = (dir_ / "child.pid").string();
+  SetsidRun run = RunSetsidProbe(ExecProbeOptions{}, pidfile);  // no cgroup: worst case
+  if (run.child > 0 && Running(run.child)) ::kill(run.child, SIGKILL);  // it escapes here
+  ASSERT_FALSE(run.stuck) << "the probe's result never came: the loop was blocked";
+  ASSERT_TRUE(run.result.has_value());
+  EXPECT_EQ(run.result->message, "exit code 1: x");
+  EXPECT_LT(run.result->latency, absl::Seconds(3)) << "within its timeout";
+  EXPECT_GT(run.ticks_before, 0) << "the loop kept ticking while the probe ran";
+  EXPECT_EQ(run.ticks_after, 5) << "and after";
+}
+
+TEST_F(ExecProbeTest, WithACgroupWhatTheProbeLeftIsKilledAndTheGroupRemoved) {
+  CgroupOptions cg_options;
+  cg_options.parent = "palm-test-" + std::to_string(::getpid()) + "-probe";
+  std::shared_ptr<Cgroups> cgroups = Cgroups::Detect(cg_options);
+  if (!cgroups->available()) GTEST_SKIP() << "cannot create cgroups here: " << cgroups->reason();
+  const std::string pidfile = (dir_ / "child.pid").string();
+  SetsidRun run = RunSetsidProbe(ExecProbeOptions{cgroups, PALM_LIMITS_SHIM}, pidfile);
+  ASSERT_FALSE(run.stuck);
+  ASSERT_TRUE(run.result.has_value());
+  EXPECT_EQ(run.result->message, "exit code 1: x");
+  ASSERT_GT(run.child, 0);
+  for (int i = 0; i < 200 && Running(run.child); ++i) ::usleep(10'000);
+  EXPECT_FALSE(Running(run.child)) << "the setsid'd child survived its probe";
+  if (Running(run.child)) ::kill(run.child, SIGKILL);
+  // The run's group is gone too: only the (empty) parent is left, removed here.
+  for (const std::string& dir : cgroups->Dirs("")) {
+    EXPECT_EQ(::rmdir(dir.c_str()), 0) << dir << ": " << std::strerror(errno);
+  }
+}
+
 TEST_F(ExecProbeTest, ManyConcurrentProbesOnOneLoop) {
   boost::asio::io_context io;
   int ok = 0, failed = 0;
   for (int i = 0; i < 20; ++i) {
-    RunExecProbe(io, {"sh", "-c", i % 2 ? "exit 0" : "sleep 5"}, Env(), "",
+    RunExecProbe(io, ExecProbeOptions{}, {"sh", "-c", i % 2 ? "exit 0" : "sleep 5"}, Env(), "",
                  absl::Milliseconds(200), [&](ExecResult r) { (r.ok ? ok : failed)++; });
   }
   io.run_for(std::chrono::seconds(5));

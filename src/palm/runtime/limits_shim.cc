@@ -1,5 +1,6 @@
 #include "palm/runtime/limits_shim.h"
 
+#include <fcntl.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -29,6 +30,20 @@ bool SetLimit(int resource, uint64_t value, const char* name, std::string* error
   return false;
 }
 
+// Moves this process into the cgroup directory `dir` (v1: one hierarchy's; v2: the one).
+bool JoinCgroup(const char* dir, std::string* error) {
+  const std::string path = absl::StrCat(dir, "/cgroup.procs");
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  const std::string pid = absl::StrCat(::getpid(), "\n");
+  if (fd >= 0 && ::write(fd, pid.data(), pid.size()) == static_cast<ssize_t>(pid.size())) {
+    ::close(fd);
+    return true;
+  }
+  *error = absl::StrCat("join cgroup ", path, ": ", std::strerror(errno));
+  if (fd >= 0) ::close(fd);
+  return false;
+}
+
 }  // namespace
 
 bool HasLimits(const Limits& limits) {
@@ -36,12 +51,17 @@ bool HasLimits(const Limits& limits) {
 }
 
 std::vector<std::string> LimitsShimArgv(const std::string& shim_path, const Limits& limits,
+                                        const std::vector<std::string>& cgroup_dirs,
                                         const std::string& program,
                                         const std::vector<std::string>& argv) {
   std::vector<std::string> out;
-  out.reserve(argv.size() + 12);
+  out.reserve(argv.size() + 12 + 2 * cgroup_dirs.size());
   out.push_back(shim_path);
   out.push_back(kLimitsShimVerb);
+  for (const std::string& dir : cgroup_dirs) {
+    out.push_back("--cgroup");
+    out.push_back(dir);
+  }
   if (limits.memory_mb) {
     out.push_back("--as");
     out.push_back(absl::StrCat(*limits.memory_mb));
@@ -79,6 +99,10 @@ int RunLimitsShim(int argc, char** argv) {
     const char* value = argv[++i];
     if (flag == "--argv0") {
       argv0 = value;
+      continue;
+    }
+    if (flag == "--cgroup") {
+      if (!JoinCgroup(value, &error)) return Fail(error);
       continue;
     }
     uint64_t n = 0;

@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -15,6 +16,8 @@
 #include <cstring>
 #include <filesystem>
 #include <memory>
+#include <set>
+#include <string_view>
 #include <system_error>
 #include <utility>
 #include <vector>
@@ -26,7 +29,9 @@
 #include "boost/asio/steady_timer.hpp"
 #include "palm/base/error.h"
 #include "palm/base/log.h"
+#include "palm/runtime/cgroup.h"
 #include "palm/runtime/command_lookup.h"
+#include "palm/runtime/exec_probe.h"
 #include "palm/runtime/limits_shim.h"
 #include "palm/runtime/log_rotator.h"
 #include "palm/runtime/proc.h"
@@ -41,6 +46,12 @@ namespace {
 namespace asio = boost::asio;
 
 constexpr char kDefaultPath[] = "/usr/local/bin:/usr/bin:/bin";
+// After an instance's process exits: how often its cgroup is checked for the processes it
+// left (each check re-sends SIGKILL), and for how long before the exit is reported anyway.
+constexpr auto kSettlePoll = std::chrono::milliseconds(5);
+constexpr int kMaxSettlePolls = 1000;  // 5 s
+// How often a cgroup that could not be removed (still busy) is tried again.
+constexpr auto kRemovalRetry = std::chrono::seconds(1);
 
 int PidfdOpen(int pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
 
@@ -129,7 +140,7 @@ absl::Status ValidateRequest(const SpawnRequest& req) {
   }
   const Limits& l = req.limits;
   if ((l.memory_mb && *l.memory_mb <= 0) || (l.max_procs && *l.max_procs <= 0) ||
-      (l.max_open_files && *l.max_open_files <= 0)) {
+      (l.max_open_files && *l.max_open_files <= 0) || (l.cpu && !(*l.cpu > 0))) {
     return InvalidArgument(absl::StrCat("instance ", req.instance_id, ": limits must be > 0"));
   }
   return absl::OkStatus();
@@ -148,7 +159,19 @@ class ProcessRuntime final : public Runtime {
       : io_(io),
         options_(std::move(options)),
         shim_path_(options_.limits_shim_path.empty() ? SelfExe() : options_.limits_shim_path),
-        rotate_timer_(io) {
+        boot_id_(options_.boot_id.empty() ? ReadBootId() : options_.boot_id),
+        cgroups_(Cgroups::Detect({.enabled = options_.cgroups, .parent = options_.cgroup_parent})),
+        rotate_timer_(io),
+        removal_timer_(io) {
+    if (cgroups_->available()) {
+      PALM_LOG(kInfo, "instances run in cgroups (", std::string(ToString(cgroups_->version())), ")");
+    } else if (options_.cgroups) {
+      PALM_LOG(kInfo, "limits by rlimits: cannot use cgroups: ", cgroups_->reason());
+    }
+    if (options_.exec_probes_use_cgroups && cgroups_->available()) {
+      SetDefaultExecProbeOptions({cgroups_, shim_path_});
+      installed_probe_options_ = true;
+    }
     if (const char* p = std::getenv("PATH"); p != nullptr && *p != '\0') {
       daemon_path_ = p;
     } else {
@@ -172,15 +195,18 @@ class ProcessRuntime final : public Runtime {
   }
 
   ~ProcessRuntime() override {
+    if (installed_probe_options_) SetDefaultExecProbeOptions({});
     alive_.reset();    // queued timer/post handlers become no-ops
     watches_.clear();  // closes pidfds: pending waits complete as aborted, agents live on
     rotate_timer_.cancel();
+    removal_timer_.cancel();
+    cgroups_->RemoveParentIfEmpty();  // agents still running keep it
     posix_spawnattr_destroy(&attr_);
   }
 
   void SetExitCallback(ExitCallback cb) override { exit_cb_ = std::move(cb); }
 
-  absl::StatusOr<ProcessId> Spawn(const SpawnRequest& req) override {
+  absl::StatusOr<Spawned> Spawn(const SpawnRequest& req) override {
     PALM_RETURN_IF_ERROR(ValidateRequest(req));
     if (watches_.contains(req.instance_id)) {
       return Error(absl::StatusCode::kAlreadyExists, "INSTANCE_RUNNING",
@@ -191,14 +217,43 @@ class ProcessRuntime final : public Runtime {
     const std::string& path_env = path_it != req.env.end() ? path_it->second : daemon_path_;
     PALM_ASSIGN_OR_RETURN(std::string program, ResolveCommand(req.argv[0], path_env, req.workdir));
     PALM_RETURN_IF_ERROR(EnsureLogDir(req.log_path));
+    // Limits: the instance's own cgroup when we can make one, else rlimits.
+    Spawned id;
+    Limits rlimits = req.limits;
+    rlimits.cpu.reset();
+    std::vector<std::string> cgroup_dirs;
+    const std::string cgroup = CgroupName(req.instance_id);
+    if (cgroups_->available()) {
+      absl::StatusOr<std::vector<std::string>> dirs = cgroups_->Create(
+          cgroup, {req.limits.memory_mb, req.limits.max_procs, req.limits.cpu});
+      if (dirs.ok()) {
+        cgroup_dirs = std::move(*dirs);
+        id.enforced_by = cgroups_->version() == CgroupVersion::kV2 ? LimitsMechanism::kCgroupV2
+                                                                   : LimitsMechanism::kCgroupV1;
+        id.enforced = req.limits;
+        rlimits.memory_mb.reset();
+        rlimits.max_procs.reset();
+      } else {
+        PALM_LOG(kWarning, "instance ", req.instance_id, ": no cgroup, limits by rlimits: ",
+                 dirs.status().message());
+        RemoveCgroupLater(cgroup);
+      }
+    }
+    if (cgroup_dirs.empty() && HasLimits(rlimits)) {
+      id.enforced_by = LimitsMechanism::kRlimit;
+      id.enforced = rlimits;
+    } else if (rlimits.max_open_files) {
+      id.enforced.max_open_files = rlimits.max_open_files;
+    }
 
-    // argv: the program itself, or the shim applying rlimits before exec'ing it.
+    // argv: the program itself, or the shim joining the cgroup and applying rlimits before
+    // exec'ing it.
     std::vector<std::string> shim_argv;
     const std::vector<std::string>* args = &req.argv;
     const char* exe = program.c_str();
-    const bool via_shim = HasLimits(req.limits);
+    const bool via_shim = HasLimits(rlimits) || !cgroup_dirs.empty();
     if (via_shim) {
-      shim_argv = LimitsShimArgv(shim_path_, req.limits, program, req.argv);
+      shim_argv = LimitsShimArgv(shim_path_, rlimits, cgroup_dirs, program, req.argv);
       args = &shim_argv;
       exe = shim_path_.c_str();
     }
@@ -235,6 +290,7 @@ class ProcessRuntime final : public Runtime {
     // glibc runs the child with CLONE_VFORK and returns its exec/chdir/open errno here.
     const int err = ::posix_spawn(&pid, exe, fa.get(), &attr_, argv.data(), envp.data());
     if (err != 0) {
+      if (!cgroup_dirs.empty()) RemoveCgroupLater(cgroup);
       absl::Status s = SpawnError(err, req);
       // Everything but the shim was checked: say so when it is the likely culprit.
       return via_shim ? Annotate(s, absl::StrCat("limits shim ", Quoted(shim_path_))) : s;
@@ -242,13 +298,16 @@ class ProcessRuntime final : public Runtime {
 
     // Our unreaped child keeps its pid (even as a zombie), so neither call can race a reuse.
     const int pidfd = PidfdOpen(pid);
-    const ProcessId id{pid, ProcStartTime(pid).value_or(0)};
+    id.pid = pid;
+    id.start_time = ProcStartTime(pid).value_or(0);
+    id.boot_id = boot_id_;
     if (pidfd < 0) {
       // Only when the daemon ignores SIGCHLD (children auto-reaped): the process is gone.
+      if (!cgroup_dirs.empty()) RemoveCgroupLater(cgroup);
       ReportGoneLater(req.instance_id);
       return id;
     }
-    Watch(req.instance_id, id, pidfd, req.log_path);
+    Watch(req.instance_id, id, pidfd, req.log_path, cgroup_dirs.empty() ? "" : cgroup);
     return id;
   }
 
@@ -263,6 +322,11 @@ class ProcessRuntime final : public Runtime {
                       absl::StrCat("instance ", instance_id, ": process ", pid.pid, " ", why));
     };
     if (pid.pid <= 0) return gone("is not a valid pid");
+    if (!pid.boot_id.empty() && pid.boot_id != boot_id_) {
+      // Pids and start times restart with every boot: the same pair can name a stranger.
+      return gone(absl::StrCat("was started before a reboot (boot id ", pid.boot_id, ", now ",
+                               boot_id_, ")"));
+    }
     // Open first, compare after: the pidfd then surely names the process we compared.
     const int pidfd = PidfdOpen(pid.pid);
     if (pidfd < 0) return gone(absl::StrCat("is gone (", std::strerror(errno), ")"));
@@ -273,7 +337,12 @@ class ProcessRuntime final : public Runtime {
                                        pid.start_time, ")")
                         : std::string("is gone"));
     }
-    Watch(instance_id, pid, pidfd, log_path);
+    // Its cgroup, when it was started in one (found by its path).
+    const std::string cgroup = CgroupName(instance_id);
+    const bool in_cgroup = cgroups_->available() && cgroups_->Contains(cgroup, pid.pid);
+    // Its log shim, started by the earlier daemon, runs on; an agent started by a palm
+    // without shims writes the log itself, which is then rotated here.
+    Watch(instance_id, pid, pidfd, log_path, in_cgroup ? cgroup : "");
     return absl::OkStatus();
   }
 
@@ -284,6 +353,13 @@ class ProcessRuntime final : public Runtime {
                       absl::StrCat("instance ", instance_id, " has no watched process"));
     }
     WatchState& w = *it->second;
+    if (sig == SIGKILL && !w.cgroup.empty()) {
+      // Also what left the process group (setsid): everything in the instance's cgroup.
+      if (absl::Status st = cgroups_->Kill(w.cgroup); !st.ok()) {
+        PALM_LOG(kWarning, "instance ", instance_id, ": ", st.message());
+      }
+    }
+    if (w.exited) return absl::OkStatus();  // the leader is gone; its remnants are being killed
     // pgid == pid (POSIX_SPAWN_SETPGROUP). A pgid is never reused while a member lives.
     if (::kill(-w.pid.pid, sig) == 0) return absl::OkStatus();
     if (errno == ESRCH) {
@@ -303,26 +379,41 @@ class ProcessRuntime final : public Runtime {
 
   size_t Watched() const override { return watches_.size(); }
 
+  std::optional<Usage> UsageOf(const std::string& instance_id) override {
+    const auto it = watches_.find(instance_id);
+    if (it == watches_.end() || it->second->cgroup.empty()) return std::nullopt;
+    return cgroups_->UsageOf(it->second->cgroup);
+  }
+
   std::vector<FoundProcess> FindByEnvKey(const std::string& key) override {
-    return ScanProcessesWithEnvKey(key);
+    std::vector<FoundProcess> found = ScanProcessesWithEnvKey(key);
+    for (FoundProcess& p : found) p.pid.boot_id = boot_id_;  // live now, so of this boot
+    return found;
   }
 
  private:
   struct WatchState {
-    WatchState(asio::io_context& io, int fd) : pidfd(io, fd) {}
+    WatchState(asio::io_context& io, int fd) : pidfd(io, fd), settle_timer(io) {}
     std::string instance_id;
     ProcessId pid;
     std::string log_path;
     asio::posix::stream_descriptor pidfd;  // owns the fd
     std::string last_rotation_error;       // reported once, not every period
+    std::string cgroup;                    // its cgroup's name, "" = none
+    // After the leader exited: its status, reported once the cgroup is empty.
+    bool exited = false;
+    ExitStatus status;
+    int settle_polls = 0;
+    asio::steady_timer settle_timer;
   };
 
   void Watch(const std::string& instance_id, const ProcessId& pid, int pidfd,
-             const std::string& log_path) {
+             const std::string& log_path, const std::string& cgroup) {
     auto w = std::make_shared<WatchState>(io_, pidfd);
     w->instance_id = instance_id;
     w->pid = pid;
     w->log_path = log_path;
+    w->cgroup = cgroup;
     watches_.emplace(instance_id, w);
     AwaitExit(w);
     ArmRotation();
@@ -339,21 +430,32 @@ class ProcessRuntime final : public Runtime {
         });
   }
 
+  static int WaitPidfd(WatchState& w, siginfo_t* info, int flags) {
+    std::memset(info, 0, sizeof(*info));
+    int r;
+    do {
+      r = ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(w.pidfd.native_handle()),
+                   info, WEXITED | WNOHANG | flags);
+    } while (r < 0 && errno == EINTR);
+    return r;
+  }
+
   void OnPidfdReadable(const std::shared_ptr<WatchState>& w, const boost::system::error_code& ec) {
     if (ec == asio::error::operation_aborted) return;
     siginfo_t info;
-    std::memset(&info, 0, sizeof(info));
-    int r;
-    do {
-      r = ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(w->pidfd.native_handle()),
-                   &info, WEXITED | WNOHANG);
-    } while (r < 0 && errno == EINTR);
+    // Look without reaping: our child stays a zombie meanwhile.
+    int r = WaitPidfd(*w, &info, WNOWAIT);
+    if (r == 0 && info.si_pid == 0 && !ec) {  // not exited after all: keep waiting
+      AwaitExit(w);
+      return;
+    }
+    // The rest of its process group dies with it. Our child is an unreaped zombie here, so
+    // its pid, and the pgid equal to it, cannot belong to anyone else. An adopted process
+    // (r < 0, ECHILD: not our child) may already be reaped: see process_runtime.h for why
+    // killing its group is still safe, and why a cgroup makes it unnecessary.
+    if (r == 0 || w->cgroup.empty()) ::kill(-w->pid.pid, SIGKILL);
     ExitStatus status;
-    if (r == 0) {
-      if (info.si_pid == 0 && !ec) {  // not exited after all: keep waiting
-        AwaitExit(w);
-        return;
-      }
+    if (r == 0 && WaitPidfd(*w, &info, 0) == 0) {
       if (info.si_code == CLD_EXITED) {
         status.code = info.si_status;
       } else if (info.si_code == CLD_KILLED || info.si_code == CLD_DUMPED) {
@@ -361,12 +463,71 @@ class ProcessRuntime final : public Runtime {
       }
     }
     // r < 0 (ECHILD): an adopted process, not our child; its exit code is unknowable.
+    w->exited = true;
+    w->status = status;
+    Settle(w);
+  }
+
+  // Reports the exit once the instance's cgroup is empty, killing what is left in it on
+  // every poll (a member that forked while being frozen, one that was still starting).
+  void Settle(const std::shared_ptr<WatchState>& w) {
+    if (!w->cgroup.empty() && cgroups_->Populated(w->cgroup)) {
+      if (w->settle_polls < kMaxSettlePolls) {
+        ++w->settle_polls;
+        if (absl::Status st = cgroups_->Kill(w->cgroup); !st.ok() && w->settle_polls == 1) {
+          PALM_LOG(kWarning, "instance ", w->instance_id, ": ", st.message());
+        }
+        w->settle_timer.expires_after(kSettlePoll);
+        w->settle_timer.async_wait(
+            [this, weak = std::weak_ptr<WatchState>(w)](const boost::system::error_code& ec) {
+              if (auto w = weak.lock(); w && !ec) Settle(w);
+            });
+        return;
+      }
+      PALM_LOG(kWarning, "instance ", w->instance_id, ": processes of cgroup ", w->cgroup,
+               " survive SIGKILL (uninterruptible sleep?); reporting the exit anyway");
+    }
+    if (!w->cgroup.empty()) RemoveCgroupLater(w->cgroup);
     const std::string instance_id = w->instance_id;
+    const ExitStatus status = w->status;
     watches_.erase(instance_id);  // before the callback, which may Spawn the same id again
     if (exit_cb_) {
       const ExitCallback cb = exit_cb_;  // survives a SetExitCallback from inside
       cb(instance_id, status);
     }
+  }
+
+  // Removes the cgroup now if it is empty, else kills what is in it and tries again every
+  // kRemovalRetry (never waiting on the loop). A Spawn of the same instance meanwhile
+  // reuses the group; the retry then leaves it alone.
+  void RemoveCgroupLater(const std::string& cgroup) {
+    if (cgroups_->Remove(cgroup).ok()) return;
+    pending_removals_.insert(cgroup);
+    ArmRemoval();
+  }
+
+  void ArmRemoval() {
+    if (removal_armed_ || pending_removals_.empty()) return;
+    removal_armed_ = true;
+    removal_timer_.expires_after(kRemovalRetry);
+    removal_timer_.async_wait(
+        [this, alive = std::weak_ptr<int>(alive_)](const boost::system::error_code& ec) {
+          if (alive.expired()) return;
+          removal_armed_ = false;
+          if (ec) return;
+          for (auto it = pending_removals_.begin(); it != pending_removals_.end();) {
+            const bool in_use = std::any_of(watches_.begin(), watches_.end(), [&](const auto& kv) {
+              return kv.second->cgroup == *it;
+            });
+            if (in_use) {
+              it = pending_removals_.erase(it);
+              continue;
+            }
+            if (cgroups_->Populated(*it)) (void)cgroups_->Kill(*it);
+            it = cgroups_->Remove(*it).ok() ? pending_removals_.erase(it) : std::next(it);
+          }
+          ArmRemoval();
+        });
   }
 
   void ReportGoneLater(const std::string& instance_id) {
@@ -415,12 +576,18 @@ class ProcessRuntime final : public Runtime {
   asio::io_context& io_;
   const ProcessRuntimeOptions options_;
   const std::string shim_path_;
+  const std::string boot_id_;
+  const std::shared_ptr<Cgroups> cgroups_;
   std::string daemon_path_;
   posix_spawnattr_t attr_;
   ExitCallback exit_cb_;
   absl::flat_hash_map<std::string, std::shared_ptr<WatchState>> watches_;
   asio::steady_timer rotate_timer_;
   bool rotation_armed_ = false;
+  bool installed_probe_options_ = false;
+  std::set<std::string> pending_removals_;
+  asio::steady_timer removal_timer_;
+  bool removal_armed_ = false;
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);
 };
 
@@ -428,7 +595,27 @@ class ProcessRuntime final : public Runtime {
 
 std::unique_ptr<Runtime> NewProcessRuntime(boost::asio::io_context& io,
                                            ProcessRuntimeOptions options) {
+  if (const char* v = std::getenv("PALM_CGROUPS"); v != nullptr && std::string_view(v) == "off") {
+    options.cgroups = false;
+  }
+  if (const char* v = std::getenv("PALM_CGROUP_PARENT"); v != nullptr && *v != '\0') {
+    options.cgroup_parent = v;
+  }
   return std::make_unique<ProcessRuntime>(io, std::move(options));
+}
+
+std::string ReadBootId() {
+  const int fd = ::open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return "";
+  char buf[64];
+  ssize_t n;
+  do {
+    n = ::read(fd, buf, sizeof(buf));
+  } while (n < 0 && errno == EINTR);
+  ::close(fd);
+  std::string id(buf, n > 0 ? static_cast<size_t>(n) : 0);
+  while (!id.empty() && (id.back() == '\n' || id.back() == ' ')) id.pop_back();
+  return id;
 }
 
 }  // namespace palm::runtime

@@ -1,6 +1,24 @@
 // The real Runtime: posix_spawn (never fork), one process group per agent,
 // exits observed through pidfds on the event loop, log files rotated at a size cap.
 //
+// Cgroups: when the daemon can create cgroups (see cgroup.h), each instance runs in its own
+// group <hierarchy>/<daemon's cgroup>/<cgroup_parent>/<instance> that holds its memory_mb
+// (memory.max / memory.limit_in_bytes), max_procs (pids.max) and cpu (cpu.max /
+// cpu.cfs_quota_us) limits; the limits shim joins the group before exec. Without cgroups
+// memory_mb and max_procs become RLIMIT_AS and RLIMIT_NPROC. Spawn reports which.
+//
+// An instance is its process tree. When its process exits, the rest of its process group
+// gets SIGKILL before the leader is reaped (our unreaped child keeps its pid, so its pgid
+// cannot have been reused by anyone else), and with a cgroup every process in the group
+// is killed (freezer or cgroup.kill: race-free, catches setsid'd descendants) and the exit
+// is reported only once the cgroup is empty (bounded: after 5 s it is reported anyway), so a
+// restarted instance never finds its port held by its own orphan. The cgroup is removed
+// then, or retried every second while busy. An adopted process is not our child: its pid
+// may be reaped (by init) before we look, so its group is killed after the fact; a pgid
+// stays allocated while any member lives, so this reaches a stranger only if every member
+// was gone and the number was handed out again (pid_max wrap) in between; with a cgroup
+// only the cgroup is killed, which has no such window.
+//
 // Thread-safety: as Runtime; everything runs on `io`'s thread.
 //
 // Requirements on the daemon: it must not ignore SIGCHLD (children would be auto-reaped and
@@ -29,9 +47,21 @@ struct ProcessRuntimeOptions {
   uint64_t log_max_bytes = 10 * 1024 * 1024;           // 0 = never rotate
   int log_keep = 3;                                    // rotated files kept (0 = truncate only)
   absl::Duration log_check_period = absl::Seconds(5);  // <= 0 = never rotate
-  // Executable that applies rlimits then execs the agent ("palm __exec-limits ..."); used
-  // only when a SpawnRequest has limits, since posix_spawn cannot set rlimits itself.
+  // Executable that joins cgroups and applies rlimits, then execs the agent ("palm
+  // __exec-limits ..."); used when a SpawnRequest has limits or cgroups are in use, since
+  // posix_spawn can do neither itself.
   std::string limits_shim_path;  // "" = readlink(/proc/self/exe)
+  // Cgroups: false forces rlimits. Environment PALM_CGROUPS=off does the same.
+  bool cgroups = true;
+  // Parent of the instances' groups below the daemon's own cgroup ("/x" = below the root).
+  // One daemon per parent: a group that exists at Spawn is taken as an earlier run's and its
+  // processes are killed. Environment PALM_CGROUP_PARENT overrides it.
+  std::string cgroup_parent = "palm";
+  // Also run exec probes (RunExecProbe without options) in transient cgroups of this
+  // runtime; see exec_probe.h.
+  bool exec_probes_use_cgroups = true;
+  // This boot's id; "" = /proc/sys/kernel/random/boot_id. Tests inject another.
+  std::string boot_id;
 };
 
 std::unique_ptr<Runtime> NewProcessRuntime(boost::asio::io_context& io,
@@ -41,12 +71,17 @@ std::unique_ptr<Runtime> NewProcessRuntime(boost::asio::io_context& io,
 // when the process does not exist.
 std::optional<uint64_t> ProcStartTime(int pid);
 
+// This boot's id (/proc/sys/kernel/random/boot_id, trimmed), or "" when unreadable.
+std::string ReadBootId();
+
 // Entry point of the hidden `palm __exec-limits` verb (main() dispatches argv[1] ==
 // "__exec-limits" here; see limits_shim.h). argv[0] is ignored and a leading
 // "__exec-limits" after it is skipped, so main may pass (argc, argv) or (argc-1, argv+1):
-//   palm __exec-limits [--as MiB] [--nproc N] [--nofile N] [--argv0 NAME] -- PROGRAM ARGS...
-// Sets the limits (soft and hard) and execvp()s PROGRAM with argv[0] = NAME (default
-// PROGRAM); returns 127 if that fails (with the reason on stderr, i.e. the instance log).
+//   palm __exec-limits [--cgroup DIR]... [--as MiB] [--nproc N] [--nofile N] [--argv0 NAME]
+//                      -- PROGRAM ARGS...
+// Joins each cgroup DIR (writes its pid to DIR/cgroup.procs), sets the limits (soft and
+// hard) and execvp()s PROGRAM with argv[0] = NAME (default PROGRAM); returns 127 if any
+// step fails (with the reason on stderr, i.e. the instance log).
 int RunLimitsShim(int argc, char** argv);
 
 }  // namespace palm::runtime

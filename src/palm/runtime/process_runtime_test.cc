@@ -1,7 +1,10 @@
 #include "palm/runtime/process_runtime.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -83,8 +86,11 @@ class ProcessRuntimeTest : public ::testing::Test {
     fs::remove_all(dir_, ec);
   }
 
+  // Without cgroups: these tests cover process groups and rlimits (cgroup_test.cc covers
+  // cgroups).
   void NewRuntime(ProcessRuntimeOptions options) {
     options.limits_shim_path = PALM_LIMITS_SHIM;
+    options.cgroups = false;
     rt_ = NewProcessRuntime(io_, options);
     rt_->SetExitCallback([this](const std::string& id, ExitStatus st) {
       exits_.push_back({id, st});
@@ -278,6 +284,120 @@ TEST_F(ProcessRuntimeTest, SignalReachesTheWholeProcessGroup) {
   EXPECT_TRUE(Eventually([&] { return !Running(child); }));
 }
 
+// Reads a pid a test's script wrote to `file`, waiting for it.
+int ReadPid(const fs::path& file) {
+  int pid = 0;
+  Eventually([&] {
+    std::ifstream in(file);
+    return static_cast<bool>(in >> pid) && pid > 0;
+  });
+  return pid;
+}
+
+TEST_F(ProcessRuntimeTest, TheRestOfTheProcessGroupDiesWithItsLeader) {
+  const fs::path child_file = dir_ / "child.pid";
+  // The wrapper starts a child and exits: an agent that leaves its workers behind.
+  ASSERT_TRUE(Spawn(Request("a-001", {"sh", "-c",
+                                      "sleep 300 & echo $! > " + child_file.string() +
+                                          "; exit 0"}))
+                  .ok());
+  const int child = ReadPid(child_file);
+  ASSERT_GT(child, 0);
+  to_kill_.push_back(child);
+  ASSERT_TRUE(RunUntilExits(1));
+  EXPECT_EQ(exits_[0].status.code, 0);
+  EXPECT_TRUE(Eventually([&] { return !Running(child); })) << "orphan " << child << " survived";
+}
+
+TEST_F(ProcessRuntimeTest, AnAdoptedLeadersGroupDiesWithIt) {
+  // A group leader that is not our child (as after a daemon restart): setsid makes it a
+  // leader, its parent shell exits so init adopts it; it has a worker in its group.
+  const fs::path leader_file = dir_ / "leader.pid", child_file = dir_ / "child.pid";
+  const std::string cmd = "setsid sh -c 'echo $$ > " + leader_file.string() + "; sleep 300 & echo $! > " +
+                          child_file.string() + "; exec sleep 300' &";
+  char sh[] = "sh", c[] = "-c";
+  char* argv[] = {sh, c, const_cast<char*>(cmd.c_str()), nullptr};
+  pid_t shell;
+  ASSERT_EQ(posix_spawn(&shell, "/bin/sh", nullptr, nullptr, argv, environ), 0);
+  ASSERT_EQ(waitpid(shell, nullptr, 0), shell);
+  const int leader = ReadPid(leader_file), child = ReadPid(child_file);
+  ASSERT_GT(leader, 0);
+  ASSERT_GT(child, 0);
+  to_kill_.push_back(leader);
+  to_kill_.push_back(child);
+  ASSERT_EQ(getpgid(child), leader);
+  ASSERT_TRUE(Eventually([&] { return ProcStartTime(leader).has_value(); }));
+  ASSERT_TRUE(
+      rt_->Adopt("a-001", ProcessId{leader, *ProcStartTime(leader)}, (dir_ / "l").string()).ok());
+  kill(leader, SIGKILL);
+  ASSERT_TRUE(RunUntilExits(1));
+  EXPECT_TRUE(Eventually([&] { return !Running(child); })) << "orphan " << child << " survived";
+}
+
+TEST_F(ProcessRuntimeTest, ARestartedInstanceGetsItsPortBackFromItsOwnOrphan) {
+  // Find a free port, then let each run's child listen on it while the wrapper exits.
+  int port = 0;
+  {
+    const int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    socklen_t len = sizeof(addr);
+    getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+    port = ntohs(addr.sin_port);
+    close(fd);
+  }
+  const std::string marker = (dir_ / "bound.").string();
+  const std::string script =
+      "/usr/bin/python3 -c 'import socket,sys,time\n"
+      "s = socket.socket(); s.bind((\"127.0.0.1\", " + std::to_string(port) + "))\n"
+      "s.listen(); open(sys.argv[1], \"w\").close(); time.sleep(300)' " + marker + "$$ &\n"
+      "for i in $(seq 200); do [ -e " + marker + "$$ ] && exit 1; sleep 0.02; done; exit 2\n";
+  int runs = 0;
+  rt_->SetExitCallback([&](const std::string& id, ExitStatus st) {
+    exits_.push_back({id, st});
+    if (++runs < 2) {
+      ASSERT_TRUE(Spawn(Request(id, {"sh", "-c", script})).ok());
+    }
+  });
+  SpawnRequest req = Request("a-001", {"sh", "-c", script});
+  ASSERT_TRUE(Spawn(req).ok());
+  ASSERT_TRUE(RunUntilExits(2));
+  EXPECT_EQ(exits_[0].status.code, 1) << Read(req.log_path);
+  EXPECT_EQ(exits_[1].status.code, 1) << "the second run could not bind: " << Read(req.log_path);
+}
+
+TEST_F(ProcessRuntimeTest, SpawnRecordsTheBootId) {
+  absl::StatusOr<Spawned> pid = rt_->Spawn(Request("a-001", {"true"}));
+  ASSERT_TRUE(pid.ok()) << pid.status();
+  EXPECT_FALSE(pid->boot_id.empty());
+  EXPECT_EQ(pid->boot_id, ReadBootId());
+  ASSERT_TRUE(RunUntilExits(1));
+}
+
+TEST_F(ProcessRuntimeTest, AdoptRefusesAProcessFromAnotherBoot) {
+  ProcessRuntimeOptions options;
+  options.boot_id = "boot-b";  // this boot
+  NewRuntime(options);
+  char sleep[] = "sleep", thirty[] = "30";
+  char* argv[] = {sleep, thirty, nullptr};
+  pid_t pid;
+  ASSERT_EQ(posix_spawn(&pid, "/bin/sleep", nullptr, nullptr, argv, environ), 0);
+  to_kill_.push_back(pid);
+  const uint64_t start = ProcStartTime(pid).value();
+  const std::string log = (dir_ / "l").string();
+  // Same pid and start time, recorded in another boot: a stranger that happens to match.
+  absl::Status st = rt_->Adopt("a-001", ProcessId{pid, start, "boot-a"}, log);
+  EXPECT_EQ(st.code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(std::string(st.message()), HasSubstr("before a reboot (boot id boot-a, now boot-b)"));
+  EXPECT_EQ(rt_->Watched(), 0u);
+  EXPECT_TRUE(rt_->Adopt("a-001", ProcessId{pid, start, "boot-b"}, log).ok());
+  rt_->Forget("a-001");
+  // Recorded before boot ids were kept: the start time alone decides.
+  EXPECT_TRUE(rt_->Adopt("a-001", ProcessId{pid, start, ""}, log).ok());
+}
+
 TEST_F(ProcessRuntimeTest, EnvironmentIsExactlyTheRequested) {
   SpawnRequest req = Request("a-001", {"env"});
   req.env = {{"PATH", "/usr/bin:/bin"}, {"PALM_INSTANCE_ID", "a-001"}, {"SPACEY", "a b=c"}};
@@ -309,6 +429,22 @@ TEST_F(ProcessRuntimeTest, LimitsAreAppliedThroughTheShim) {
   ASSERT_TRUE(RunUntilExits(1));
   EXPECT_EQ(exits_[0].status.code, 0) << Read(req.log_path);
   EXPECT_EQ(Read(req.log_path), "77\n524288\nsh\n");  // argv[0] kept as given
+}
+
+TEST_F(ProcessRuntimeTest, SpawnReportsWhatEnforcesTheLimits) {
+  SpawnRequest req = Request("a-001", {"true"});
+  absl::StatusOr<Spawned> plain = rt_->Spawn(req);
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_EQ(plain->enforced_by, LimitsMechanism::kNone);
+  ASSERT_TRUE(RunUntilExits(1));
+  req.limits.memory_mb = 512;
+  req.limits.cpu = 0.5;
+  absl::StatusOr<Spawned> limited = rt_->Spawn(req);
+  ASSERT_TRUE(limited.ok()) << limited.status();
+  EXPECT_EQ(limited->enforced_by, LimitsMechanism::kRlimit);
+  EXPECT_EQ(limited->enforced.memory_mb, 512);
+  EXPECT_EQ(limited->enforced.cpu, std::nullopt);  // no rlimit for CPU
+  ASSERT_TRUE(RunUntilExits(2));
 }
 
 TEST_F(ProcessRuntimeTest, CommandNotFoundIsSynchronousWithLimitsToo) {

@@ -12,7 +12,7 @@ using runtime::ExitStatus;
 using runtime::ProcessId;
 using runtime::SpawnRequest;
 
-absl::StatusOr<ProcessId> FakeRuntime::Spawn(const SpawnRequest& req) {
+absl::StatusOr<runtime::Spawned> FakeRuntime::Spawn(const SpawnRequest& req) {
   SpawnCall call{req, absl::OkStatus(), {}};
   if (req.argv.empty()) {
     call.result = InvalidArgument(absl::StrCat("instance ", req.instance_id, ": empty command"));
@@ -30,12 +30,19 @@ absl::StatusOr<ProcessId> FakeRuntime::Spawn(const SpawnRequest& req) {
     spawns_.push_back(std::move(call));
     return result;
   }
-  call.pid = ProcessId{next_pid_++, next_start_time_++};
+  call.pid = ProcessId{next_pid_++, next_start_time_++, boot_id_};
   alive_[call.pid.pid] = call.pid.start_time;
   running_[req.instance_id] = {call.pid, req.log_path};
-  const ProcessId pid = call.pid;
+  runtime::Spawned spawned;
+  static_cast<ProcessId&>(spawned) = call.pid;
+  const runtime::Limits& l = req.limits;
+  if (l.memory_mb || l.max_procs || l.max_open_files || l.cpu) {
+    spawned.enforced_by = mechanism_;
+    spawned.enforced = l;
+    if (mechanism_ == runtime::LimitsMechanism::kRlimit) spawned.enforced.cpu.reset();
+  }
   spawns_.push_back(std::move(call));
-  return pid;
+  return spawned;
 }
 
 absl::Status FakeRuntime::Adopt(const std::string& instance_id, const ProcessId& pid,
@@ -51,6 +58,9 @@ absl::Status FakeRuntime::Adopt(const std::string& instance_id, const ProcessId&
   } else if (alive->second && *alive->second != pid.start_time) {
     result = NotFound("PROCESS_GONE", absl::StrCat("instance ", instance_id, ": process ", pid.pid,
                                                    " is now another process"));
+  } else if (!pid.boot_id.empty() && pid.boot_id != boot_id_) {
+    result = NotFound("PROCESS_GONE", absl::StrCat("instance ", instance_id, ": process ", pid.pid,
+                                                   " was started before a reboot"));
   } else {
     running_[instance_id] = {pid, log_path};
   }
@@ -158,6 +168,12 @@ std::vector<runtime::FoundProcess> FakeRuntime::FindByEnvKey(const std::string& 
 void FakeRuntime::AddFound(runtime::FoundProcess p) {
   AddAlive(p.pid);
   found_.push_back(std::move(p));
+}
+
+std::optional<runtime::Usage> FakeRuntime::UsageOf(const std::string& instance_id) {
+  const auto it = usage_.find(instance_id);
+  if (it == usage_.end() || !running_.contains(instance_id)) return std::nullopt;
+  return it->second;
 }
 
 }  // namespace palm::testing

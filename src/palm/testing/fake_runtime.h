@@ -23,6 +23,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -34,6 +35,7 @@ namespace palm::testing {
 class FakeRuntime final : public runtime::Runtime {
  public:
   static constexpr int kFirstPid = 1000;
+  static constexpr char kBootId[] = "fake-boot-0";
 
   struct SpawnCall {
     runtime::SpawnRequest request;
@@ -59,11 +61,14 @@ class FakeRuntime final : public runtime::Runtime {
   // runtime::Runtime.
   void SetExitCallback(ExitCallback cb) override { exit_cb_ = std::move(cb); }
   // Returns the scripted failure if any (FailNextSpawn first, then FailSpawnsFor), else
-  // assigns the next fake pid, marks it alive and running. kInvalidArgument for an empty
-  // argv; kAlreadyExists when the instance is running. Every call is recorded.
-  absl::StatusOr<runtime::ProcessId> Spawn(const runtime::SpawnRequest& req) override;
-  // OK (and running) when the pid is alive with a matching start time (see SetAlive);
-  // kNotFound otherwise. kAlreadyExists when the instance is running. Recorded.
+  // assigns the next fake pid (boot id kBootId), marks it alive and running; the request's
+  // limits are reported as enforced by SetLimitsMechanism's mechanism (default
+  // "rlimit" when there are limits, else "none"). kInvalidArgument for an empty argv;
+  // kAlreadyExists when the instance is running. Every call is recorded.
+  absl::StatusOr<runtime::Spawned> Spawn(const runtime::SpawnRequest& req) override;
+  // OK (and running) when the pid is alive with a matching start time (see SetAlive) and
+  // its boot id is empty or the fake's (SetBootId); kNotFound otherwise. kAlreadyExists
+  // when the instance is running. Recorded.
   absl::Status Adopt(const std::string& instance_id, const runtime::ProcessId& pid,
                      const std::string& log_path) override;
   // Records the signal; kNotFound (and not recorded) when the instance is not running.
@@ -73,6 +78,8 @@ class FakeRuntime final : public runtime::Runtime {
   size_t Watched() const override { return running_.size(); }
   // The processes given to AddFound that have `key` in their environment.
   std::vector<runtime::FoundProcess> FindByEnvKey(const std::string& key) override;
+  // The usage given to SetUsage for a running instance, else nullopt.
+  std::optional<runtime::Usage> UsageOf(const std::string& instance_id) override;
 
   // --- Scripting ---
   // The next Spawn (whatever its command) fails with `status`. Queues: two calls fail the
@@ -91,6 +98,14 @@ class FakeRuntime final : public runtime::Runtime {
   void AddFound(runtime::FoundProcess p);
   // `pid` no longer exists: Adopt fails for it. Does not run any exit callback (use Exit).
   void MarkGone(int pid);
+  // The boot id of this "machine" (spawned pids carry it; Adopt refuses another one).
+  void SetBootId(std::string boot_id) { boot_id_ = std::move(boot_id); }
+  // Spawns with limits report this mechanism from now on (kNone: "none" even with limits).
+  void SetLimitsMechanism(runtime::LimitsMechanism m) { mechanism_ = m; }
+  // What UsageOf reports for the instance while it runs.
+  void SetUsage(const std::string& instance_id, runtime::Usage usage) {
+    usage_[instance_id] = usage;
+  }
 
   // The instance's process exits with `status`: it is unwatched, its pid is gone, and the
   // exit callback runs before Exit returns. Aborts the test binary when the instance is not
@@ -133,6 +148,9 @@ class FakeRuntime final : public runtime::Runtime {
   std::vector<AdoptCall> adopts_;
   std::vector<std::string> forgotten_;
   std::vector<runtime::FoundProcess> found_;
+  std::string boot_id_ = kBootId;
+  runtime::LimitsMechanism mechanism_ = runtime::LimitsMechanism::kRlimit;
+  std::map<std::string, runtime::Usage> usage_;
 };
 
 }  // namespace palm::testing
