@@ -9,5 +9,6 @@ build=${1:-build}
   "${PALM_BENCH_AGENTS:-50}" "${PALM_BENCH_CONNS:-32}" "${PALM_BENCH_SECONDS:-10}"
 "$build/bench/rollout_bench" "$build/src/palm/palm" \
   --replicas "${PALM_BENCH_REPLICAS:-100}" --repeats "${PALM_BENCH_REPEATS:-1}"
+"$build/bench/log_burst_bench" "$build/src/palm/palm" "${PALM_BENCH_LOG_MIB:-1024}"
 "$build/bench/http_idle_bench" "$build/src/palm/palm" \
   "${PALM_BENCH_HTTP_CONNS:-8}" "${PALM_BENCH_SECONDS:-5}" "${PALM_BENCH_IDLE:-2000}"

@@ -1,11 +1,14 @@
-// Size-capped rotation of agent logs by copy-truncate: agents hold their log open with
-// O_APPEND and never reopen it, so the live file is copied aside and truncated in place; the
-// agent's next write lands at the new end (offset 0). Bytes written between the copy and
-// the truncate are lost, the known price of copy-truncate (logrotate's copytruncate).
+// Size-capped rotation by copy-truncate, for the logs an agent writes itself: normally the
+// instance's log shim owns the file and rotates it exactly (log_shim.h); this is the fallback
+// when a shim could not start, or for an agent adopted from a palm without shims. Such an
+// agent holds its log open with O_APPEND and never reopens it, so the live file is copied
+// aside and truncated in place; the agent's next write lands at the new end (offset 0).
+// Bytes written between the copy and the truncate are lost, the known price of copy-truncate
+// (logrotate's copytruncate), and the cap holds only as well as the checks are frequent.
 //
 // Thread-safe: a pure function over the filesystem, but two concurrent rotations of the
-// same log race; the runtime calls it from its event loop only. It runs synchronously: the
-// copy is in-kernel (copy_file_range), a few ms for a 10 MiB log.
+// same log race. It runs synchronously and the copy takes as long as the log is big (seconds
+// for a GiB), so the runtime calls it on its rotator thread, never on the event loop.
 #pragma once
 
 #include <cstdint>

@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -38,12 +39,13 @@ constexpr mode_t kLogMode = 0640;
 constexpr int kMaxRotationsPerChunk = 8;
 constexpr int kMaxKeep = 1000;
 
-// Where to end the file when `room` (> 0) more bytes of `data` fit: after the last newline
-// among the last kNewlineWindow bytes that fit, else exactly at `room`.
-size_t CutPoint(const char* data, size_t room) {
+// How many of the `room` (> 0) bytes of `data` that still fit to write before ending the
+// file: up to the last newline among the last kNewlineWindow of them, or 0 when there is
+// none.
+size_t NewlineCut(const char* data, size_t room) {
   const size_t from = room > kNewlineWindow ? room - kNewlineWindow : 0;
   const void* nl = ::memrchr(data + from, '\n', room - from);
-  return nl == nullptr ? room : static_cast<size_t>(static_cast<const char*>(nl) - data) + 1;
+  return nl == nullptr ? 0 : static_cast<size_t>(static_cast<const char*>(nl) - data) + 1;
 }
 
 // The live log as this shim sees it: an O_APPEND fd on the file currently at `path`.
@@ -82,8 +84,13 @@ class LiveLog {
         return;
       }
       if (room > 0) {
-        const size_t len = CutPoint(data, static_cast<size_t>(room));
-        if (!WriteAll(data, len)) return;
+        // End the file at a newline near the cap: in what still fits, else the file's own
+        // last one (already written), else cut exactly at the cap.
+        size_t len = NewlineCut(data, static_cast<size_t>(room));
+        if (len == 0 && (size == 0 || since_newline_ + room > kNewlineWindow)) {
+          len = static_cast<size_t>(room);
+        }
+        if (len > 0 && !WriteAll(data, len)) return;
         data += len;
         n -= len;
       }
@@ -96,6 +103,9 @@ class LiveLog {
     do {
       fd_ = ::open(options_.path.c_str(), kOpenFlags, kLogMode);
     } while (fd_ < 0 && errno == EINTR);
+    // Where the last newline of a file we did not write is, we do not know: as if none.
+    struct stat st;
+    since_newline_ = fd_ >= 0 && ::fstat(fd_, &st) == 0 && st.st_size == 0 ? 0 : kUnknown;
     return fd_ >= 0;
   }
 
@@ -105,6 +115,9 @@ class LiveLog {
   }
 
   bool WriteAll(const char* data, size_t n) {
+    const void* nl = ::memrchr(data, '\n', n);
+    since_newline_ = nl == nullptr ? std::min(since_newline_ + n, kUnknown)
+                                   : n - (static_cast<const char*>(nl) - data) - 1;
     while (n > 0) {
       const ssize_t w = ::write(fd_, data, n);
       if (w < 0) {
@@ -133,6 +146,7 @@ class LiveLog {
         Close();
         return false;
       }
+      since_newline_ = 0;
       ::flock(fd_, LOCK_UN);
       return true;
     }
@@ -157,8 +171,10 @@ class LiveLog {
   }
 
   const LogShimOptions& options_;
+  static constexpr uint64_t kUnknown = uint64_t{1} << 62;
   std::vector<std::string> rotated_;  // <path>.1 ... <path>.<keep>
   int fd_ = -1;
+  uint64_t since_newline_ = kUnknown;  // bytes after the live file's last newline
 };
 
 int Usage(const std::string& message) {

@@ -155,6 +155,13 @@ TEST_F(LogShimTest, PrefersToEndAFileAfterANewline) {
   EXPECT_EQ(Read(log_), four.substr(90));
 }
 
+TEST_F(LogShimTest, EndsAFileAtItsOwnLastNewlineBeforeAWriteThatWouldCrossTheCap) {
+  // However the pipe delivers them (one read or two), the first line ends the first file.
+  Pump({"aaaa\n", "bbbbbbbb"}, 8, 1);
+  EXPECT_EQ(Read(log_ + ".1"), "aaaa\n");
+  EXPECT_EQ(Read(log_), "bbbbbbbb");
+}
+
 TEST_F(LogShimTest, KeepsKFilesAndDropsTheOldest) {
   std::vector<std::string> chunks;
   for (int i = 0; i < 6; ++i) chunks.push_back(absl::StrCat("file", i, "\n"));  // 6 bytes each

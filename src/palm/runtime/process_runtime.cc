@@ -23,10 +23,12 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "boost/asio/posix/stream_descriptor.hpp"
 #include "boost/asio/post.hpp"
 #include "boost/asio/steady_timer.hpp"
+#include "boost/asio/thread_pool.hpp"
 #include "palm/base/error.h"
 #include "palm/base/log.h"
 #include "palm/runtime/cgroup.h"
@@ -34,6 +36,7 @@
 #include "palm/runtime/exec_probe.h"
 #include "palm/runtime/limits_shim.h"
 #include "palm/runtime/log_rotator.h"
+#include "palm/runtime/log_shim.h"
 #include "palm/runtime/proc.h"
 
 #ifndef P_PIDFD
@@ -153,6 +156,15 @@ std::string SelfExe() {
   return ec ? std::string("/proc/self/exe") : path.string();
 }
 
+// Whether `pid`'s stdout is a pipe (its log shim's) rather than the log file itself; true
+// when we cannot tell, so a log is never rotated from two sides.
+bool StdoutIsPipe(int pid) {
+  char target[64];
+  const std::string link = absl::StrCat("/proc/", pid, "/fd/1");
+  const ssize_t n = ::readlink(link.c_str(), target, sizeof(target));
+  return n < 0 || std::string_view(target, static_cast<size_t>(n)).starts_with("pipe:");
+}
+
 class ProcessRuntime final : public Runtime {
  public:
   ProcessRuntime(asio::io_context& io, ProcessRuntimeOptions options)
@@ -161,6 +173,8 @@ class ProcessRuntime final : public Runtime {
         shim_path_(options_.limits_shim_path.empty() ? SelfExe() : options_.limits_shim_path),
         boot_id_(options_.boot_id.empty() ? ReadBootId() : options_.boot_id),
         cgroups_(Cgroups::Detect({.enabled = options_.cgroups, .parent = options_.cgroup_parent})),
+        log_shims_(io, options_.log_shim_path.empty() ? SelfExe() : options_.log_shim_path,
+                   options_.log_max_bytes, options_.log_keep),
         rotate_timer_(io),
         removal_timer_(io) {
     if (cgroups_->available()) {
@@ -199,6 +213,7 @@ class ProcessRuntime final : public Runtime {
     alive_.reset();    // queued timer/post handlers become no-ops
     watches_.clear();  // closes pidfds: pending waits complete as aborted, agents live on
     rotate_timer_.cancel();
+    if (rotator_) rotator_->join();  // a copy-truncate in progress (direct logs only)
     removal_timer_.cancel();
     cgroups_->RemoveParentIfEmpty();  // agents still running keep it
     posix_spawnattr_destroy(&attr_);
@@ -217,6 +232,9 @@ class ProcessRuntime final : public Runtime {
     const std::string& path_env = path_it != req.env.end() ? path_it->second : daemon_path_;
     PALM_ASSIGN_OR_RETURN(std::string program, ResolveCommand(req.argv[0], path_env, req.workdir));
     PALM_RETURN_IF_ERROR(EnsureLogDir(req.log_path));
+    // stdout and stderr: the pipe to the instance's log shim, or the log itself (log_shim.h).
+    PALM_ASSIGN_OR_RETURN(AgentOutput out, log_shims_.Open(req.instance_id, req.log_path));
+
     // Limits: the instance's own cgroup when we can make one, else rlimits.
     Spawned id;
     Limits rlimits = req.limits;
@@ -272,14 +290,12 @@ class ProcessRuntime final : public Runtime {
     }
     envp.push_back(nullptr);
 
-    // The child opens its own stdio, so no daemon fd is involved, and then closes every
-    // other fd (close_range, glibc 2.34+): what the daemon inherited or a library opened
-    // without O_CLOEXEC never reaches an agent. chdir comes last so a relative log path is
-    // relative to the daemon, as EnsureLogDir saw it.
+    // stdin /dev/null, stdout and stderr `out`; then the child closes every other fd
+    // (close_range, glibc 2.34+): what the daemon inherited or a library opened without
+    // O_CLOEXEC never reaches an agent, nor does another instance's pipe. chdir comes last.
     FileActions fa;
     posix_spawn_file_actions_addopen(fa.get(), STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(fa.get(), STDOUT_FILENO, req.log_path.c_str(),
-                                     O_WRONLY | O_APPEND | O_CREAT | O_NOCTTY, 0640);
+    posix_spawn_file_actions_adddup2(fa.get(), out.fd(), STDOUT_FILENO);
     posix_spawn_file_actions_adddup2(fa.get(), STDOUT_FILENO, STDERR_FILENO);
     posix_spawn_file_actions_addclosefrom_np(fa.get(), STDERR_FILENO + 1);
     if (!req.workdir.empty()) {
@@ -289,6 +305,9 @@ class ProcessRuntime final : public Runtime {
     pid_t pid = 0;
     // glibc runs the child with CLONE_VFORK and returns its exec/chdir/open errno here.
     const int err = ::posix_spawn(&pid, exe, fa.get(), &attr_, argv.data(), envp.data());
+    // Only the agent may hold the pipe's write end: its shim then sees EOF when the agent's
+    // output is closed (at once when the spawn failed), flushes and exits.
+    out.Close();
     if (err != 0) {
       if (!cgroup_dirs.empty()) RemoveCgroupLater(cgroup);
       absl::Status s = SpawnError(err, req);
@@ -307,6 +326,7 @@ class ProcessRuntime final : public Runtime {
       ReportGoneLater(req.instance_id);
       return id;
     }
+    if (!out.to_shim()) direct_logs_.insert(req.instance_id);
     Watch(req.instance_id, id, pidfd, req.log_path, cgroup_dirs.empty() ? "" : cgroup);
     return id;
   }
@@ -342,6 +362,7 @@ class ProcessRuntime final : public Runtime {
     const bool in_cgroup = cgroups_->available() && cgroups_->Contains(cgroup, pid.pid);
     // Its log shim, started by the earlier daemon, runs on; an agent started by a palm
     // without shims writes the log itself, which is then rotated here.
+    if (!StdoutIsPipe(pid.pid)) direct_logs_.insert(instance_id);
     Watch(instance_id, pid, pidfd, log_path, in_cgroup ? cgroup : "");
     return absl::OkStatus();
   }
@@ -405,6 +426,7 @@ class ProcessRuntime final : public Runtime {
     ExitStatus status;
     int settle_polls = 0;
     asio::steady_timer settle_timer;
+    bool log_drained = false;  // its log shim was waited for
   };
 
   void Watch(const std::string& instance_id, const ProcessId& pid, int pidfd,
@@ -487,6 +509,15 @@ class ProcessRuntime final : public Runtime {
       PALM_LOG(kWarning, "instance ", w->instance_id, ": processes of cgroup ", w->cgroup,
                " survive SIGKILL (uninterruptible sleep?); reporting the exit anyway");
     }
+    // Then its log shim, which exits once it has written everything the instance wrote: the
+    // log is complete when the exit is reported, and a respawn's shim never races this one.
+    if (!w->log_drained) {
+      w->log_drained = true;
+      const auto settle = [this, weak = std::weak_ptr<WatchState>(w)] {
+        if (auto w = weak.lock()) Settle(w);
+      };
+      if (log_shims_.WhenDrained(w->instance_id, kLogShimDrainBound, settle)) return;
+    }
     if (!w->cgroup.empty()) RemoveCgroupLater(w->cgroup);
     const std::string instance_id = w->instance_id;
     const ExitStatus status = w->status;
@@ -538,10 +569,11 @@ class ProcessRuntime final : public Runtime {
     });
   }
 
-  // The rotation timer runs only while something is watched, so an idle runtime leaves the
-  // io_context free to run out of work.
+  // Logs written by their agents directly (no shim: see log_shim.h) are copy-truncated,
+  // off the loop. The timer runs only while there are such logs, so a runtime whose agents
+  // all have shims, or an idle one, leaves the io_context free to run out of work.
   void ArmRotation() {
-    if (rotation_armed_ || watches_.empty() || options_.log_max_bytes == 0 ||
+    if (rotation_armed_ || direct_logs_.empty() || options_.log_max_bytes == 0 ||
         options_.log_check_period <= absl::ZeroDuration()) {
       return;
     }
@@ -558,19 +590,47 @@ class ProcessRuntime final : public Runtime {
         });
   }
 
+  // One pass at a time on the rotator thread (a copy of a big log takes a while); the
+  // results come back to the loop, which alone touches the watches.
   void RotateLogs() {
-    for (auto& [id, w] : watches_) {
-      if (w->log_path.empty()) continue;
-      absl::StatusOr<bool> rotated =
-          RotateLogIfLarger(w->log_path, options_.log_max_bytes, options_.log_keep);
-      if (rotated.ok()) {
-        w->last_rotation_error.clear();
-      } else if (std::string msg(rotated.status().message()); msg != w->last_rotation_error) {
-        // Logged once per new error, not every period; the agent keeps running regardless.
-        PALM_LOG(kWarning, "instance ", id, ": ", msg);
-        w->last_rotation_error = std::move(msg);
+    if (rotation_running_) return;
+    std::vector<std::pair<std::string, std::string>> logs;  // instance id, log path
+    for (auto it = direct_logs_.begin(); it != direct_logs_.end();) {
+      const auto w = watches_.find(*it);
+      if (w == watches_.end()) {
+        direct_logs_.erase(it++);  // exited or forgotten
+        continue;
       }
+      if (!w->second->log_path.empty()) logs.emplace_back(*it, w->second->log_path);
+      ++it;
     }
+    if (logs.empty()) return;
+    if (!rotator_) rotator_ = std::make_unique<asio::thread_pool>(1);
+    rotation_running_ = true;
+    asio::post(*rotator_, [&io = io_, alive = std::weak_ptr<int>(alive_), this,
+                           logs = std::move(logs), max = options_.log_max_bytes,
+                           keep = options_.log_keep] {
+      std::vector<std::pair<std::string, absl::Status>> results;
+      for (const auto& [id, path] : logs) {
+        results.emplace_back(id, RotateLogIfLarger(path, max, keep).status());
+      }
+      asio::post(io, [this, alive, results = std::move(results)] {
+        if (alive.expired()) return;
+        rotation_running_ = false;
+        for (const auto& [id, status] : results) {
+          const auto it = watches_.find(id);
+          if (it == watches_.end()) continue;
+          WatchState& w = *it->second;
+          if (status.ok()) {
+            w.last_rotation_error.clear();
+          } else if (std::string msg(status.message()); msg != w.last_rotation_error) {
+            // Logged once per new error, not every period; the agent keeps running regardless.
+            PALM_LOG(kWarning, "instance ", id, ": ", msg);
+            w.last_rotation_error = std::move(msg);
+          }
+        }
+      });
+    });
   }
 
   asio::io_context& io_;
@@ -582,6 +642,10 @@ class ProcessRuntime final : public Runtime {
   posix_spawnattr_t attr_;
   ExitCallback exit_cb_;
   absl::flat_hash_map<std::string, std::shared_ptr<WatchState>> watches_;
+  LogShims log_shims_;
+  absl::flat_hash_set<std::string> direct_logs_;  // instances whose agent writes its log
+  std::unique_ptr<asio::thread_pool> rotator_;     // copy-truncates direct logs, made on need
+  bool rotation_running_ = false;
   asio::steady_timer rotate_timer_;
   bool rotation_armed_ = false;
   bool installed_probe_options_ = false;

@@ -1,5 +1,6 @@
 // The real Runtime: posix_spawn (never fork), one process group per agent,
-// exits observed through pidfds on the event loop, log files rotated at a size cap.
+// exits observed through pidfds on the event loop, each agent's output piped to its own log
+// shim process, which writes the log file and rotates it at a size cap (log_shim.h).
 //
 // Cgroups: when the daemon can create cgroups (see cgroup.h), each instance runs in its own
 // group <hierarchy>/<daemon's cgroup>/<cgroup_parent>/<instance> that holds its memory_mb
@@ -43,10 +44,17 @@
 namespace palm::runtime {
 
 struct ProcessRuntimeOptions {
-  // Logs are copy-truncated to <log>.1 (older ones shifted to .2 ...) when they pass this.
-  uint64_t log_max_bytes = 10 * 1024 * 1024;           // 0 = never rotate
-  int log_keep = 3;                                    // rotated files kept (0 = truncate only)
-  absl::Duration log_check_period = absl::Seconds(5);  // <= 0 = never rotate
+  // Logs are rotated to <log>.1 (older ones shifted to .2 ...) when they would pass this,
+  // by the instance's log shim ("palm __log-shim", see log_shim.h), which holds the cap
+  // exactly. 0 = never rotate: the agent then appends to the log itself, without a shim.
+  uint64_t log_max_bytes = 10 * 1024 * 1024;
+  int log_keep = 3;  // rotated files kept (0 = truncate only)
+  // The log shim's executable, run as "<path> __log-shim ..."; "" = readlink(/proc/self/exe).
+  std::string log_shim_path;
+  // Only for an agent writing its log directly (its shim could not start, or it was adopted
+  // from a palm without shims): how often its size is checked; it is then copy-truncated off
+  // the event loop. <= 0 = never.
+  absl::Duration log_check_period = absl::Seconds(5);
   // Executable that joins cgroups and applies rlimits, then execs the agent ("palm
   // __exec-limits ..."); used when a SpawnRequest has limits or cgroups are in use, since
   // posix_spawn can do neither itself.

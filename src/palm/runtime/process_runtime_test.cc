@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -20,6 +21,7 @@
 #include <vector>
 
 #include "boost/asio/io_context.hpp"
+#include "boost/asio/steady_timer.hpp"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -91,6 +93,7 @@ class ProcessRuntimeTest : public ::testing::Test {
   void NewRuntime(ProcessRuntimeOptions options) {
     options.limits_shim_path = PALM_LIMITS_SHIM;
     options.cgroups = false;
+    if (options.log_shim_path.empty()) options.log_shim_path = PALM_LOG_SHIM;
     rt_ = NewProcessRuntime(io_, options);
     rt_->SetExitCallback([this](const std::string& id, ExitStatus st) {
       exits_.push_back({id, st});
@@ -585,14 +588,52 @@ TEST_F(ProcessRuntimeTest, AdoptAGoneProcess) {
   EXPECT_EQ(rt_->Watched(), 0u);
 }
 
-TEST_F(ProcessRuntimeTest, LogsOfWatchedProcessesAreRotated) {
+// The pid of the log shim writing `log_path` (its command line names it), or 0.
+int FindLogShim(const std::string& log_path) {
+  for (const auto& e : fs::directory_iterator("/proc")) {
+    const std::string name = e.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::string cmdline = Read(e.path() / "cmdline");
+    std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
+    if (cmdline.find("__log-shim") != std::string::npos &&
+        cmdline.find(" " + log_path + " ") != std::string::npos) {
+      return std::stoi(name);
+    }
+  }
+  return 0;
+}
+
+bool Exists(int pid) { return fs::exists("/proc/" + std::to_string(pid)); }
+
+TEST_F(ProcessRuntimeTest, TheLogShimRotatesAtTheCap) {
+  ProcessRuntimeOptions options;
+  options.log_max_bytes = 16;
+  options.log_keep = 1;
+  NewRuntime(options);
+  SpawnRequest req = Request("a-001", {"sh", "-c", "echo 0123456789abcdefghij"});
+  ASSERT_TRUE(Spawn(req).ok());
+  ASSERT_TRUE(RunUntilExits(1));
+  // Split exactly at the cap (no newline near it), by the shim, before the exit was reported.
+  EXPECT_EQ(Read(req.log_path + ".1"), "0123456789abcdef");
+  EXPECT_EQ(Read(req.log_path), "ghij\n");
+  // No rotation timer with shims, and the exited shim was reaped: the loop runs out of work.
+  io_.restart();
+  const auto begin = std::chrono::steady_clock::now();
+  io_.run_for(std::chrono::seconds(2));
+  EXPECT_LT(std::chrono::steady_clock::now() - begin, std::chrono::seconds(1));
+}
+
+TEST_F(ProcessRuntimeTest, WithoutAShimTheAgentsLogIsCopyTruncatedOffTheLoop) {
   ProcessRuntimeOptions options;
   options.log_max_bytes = 16;
   options.log_keep = 1;
   options.log_check_period = absl::Milliseconds(5);
+  options.log_shim_path = (dir_ / "no-such-palm").string();  // the shim cannot start
   NewRuntime(options);
   SpawnRequest req = Request("a-001", {"sh", "-c", "echo 0123456789abcdefghij; sleep 30"});
-  ASSERT_TRUE(Spawn(req).ok());
+  auto pid = Spawn(req);
+  ASSERT_TRUE(pid.ok()) << pid.status();
+  EXPECT_EQ(fs::read_symlink("/proc/" + std::to_string(pid->pid) + "/fd/1"), req.log_path);
   ASSERT_TRUE(RunUntil([&] { return fs::exists(req.log_path + ".1"); }));
   EXPECT_EQ(Read(req.log_path + ".1"), "0123456789abcdefghij\n");
   EXPECT_EQ(fs::file_size(req.log_path), 0u);
@@ -603,6 +644,106 @@ TEST_F(ProcessRuntimeTest, LogsOfWatchedProcessesAreRotated) {
   const auto begin = std::chrono::steady_clock::now();
   io_.run_for(std::chrono::seconds(2));
   EXPECT_LT(std::chrono::steady_clock::now() - begin, std::chrono::seconds(1));
+}
+
+TEST_F(ProcessRuntimeTest, WithoutACapTheAgentWritesItsLogItself) {
+  ProcessRuntimeOptions options;
+  options.log_max_bytes = 0;
+  NewRuntime(options);
+  SpawnRequest req = Request("a-001", {"sleep", "30"});
+  auto pid = Spawn(req);
+  ASSERT_TRUE(pid.ok()) << pid.status();
+  EXPECT_EQ(fs::read_symlink("/proc/" + std::to_string(pid->pid) + "/fd/1"), req.log_path);
+  EXPECT_EQ(FindLogShim(req.log_path), 0);
+}
+
+TEST_F(ProcessRuntimeTest, AnUnwritableLogIsASpawnError) {
+  SpawnRequest req = Request("a-001", {"true"});
+  fs::create_directories(req.log_path);  // a directory where the log should be
+  auto pid = Spawn(req);
+  ASSERT_FALSE(pid.ok());
+  EXPECT_THAT(std::string(pid.status().message()), HasSubstr(req.log_path));
+  EXPECT_EQ(FindLogShim(req.log_path), 0);
+}
+
+// The defect: a burst left one rotated file of its own size, and rotation (a copy on the
+// event loop) stalled the daemon. Through the shim every file stays within the cap and the
+// loop does no log I/O at all: a steady timer keeps ticking through the burst.
+TEST_F(ProcessRuntimeTest, ABurstStaysWithinTheCapAndTheLoopKeepsTicking) {
+  constexpr uint64_t kCap = 1 << 20;
+  ProcessRuntimeOptions options;
+  options.log_max_bytes = kCap;
+  options.log_keep = 2;
+  // Only for logs written directly: with the copy-truncate on the loop that this replaced,
+  // a 100 ms check both broke the cap and stalled the loop for about half a second here.
+  options.log_check_period = absl::Milliseconds(100);
+  NewRuntime(options);
+  SpawnRequest req = Request(
+      "a-001", {"sh", "-c", "yes 0123456789abcdefghijklmnopqrstuvwxyz | head -c 268435456; echo LAST"});
+  ASSERT_TRUE(Spawn(req).ok());
+  const int shim = FindLogShim(req.log_path);
+  ASSERT_GT(shim, 0);
+
+  boost::asio::steady_timer tick(io_);
+  int ticks = 0;
+  auto last = std::chrono::steady_clock::now();
+  std::chrono::steady_clock::duration max_gap{};
+  std::function<void()> arm = [&] {
+    tick.expires_after(std::chrono::milliseconds(10));
+    tick.async_wait([&](const boost::system::error_code& ec) {
+      if (ec) return;
+      const auto now = std::chrono::steady_clock::now();
+      max_gap = std::max(max_gap, now - last);
+      last = now;
+      ++ticks;
+      arm();
+    });
+  };
+  arm();
+  ASSERT_TRUE(RunUntilExits(1));
+  tick.cancel();
+  EXPECT_EQ(exits_[0].status.code, 0);
+
+  for (const std::string suffix : {"", ".1", ".2"}) {
+    EXPECT_LE(fs::file_size(req.log_path + suffix), kCap + kCap / 10) << suffix;
+  }
+  EXPECT_FALSE(fs::exists(req.log_path + ".3"));
+  const std::string live = Read(req.log_path);
+  EXPECT_TRUE(live.ends_with("LAST\n")) << live.substr(live.size() > 100 ? live.size() - 100 : 0);
+  EXPECT_GT(ticks, 0);
+  // Generous for a loaded 2-core CI box (the loop does no log I/O at all now).
+  EXPECT_LT(max_gap, std::chrono::milliseconds(500))
+      << std::chrono::duration_cast<std::chrono::milliseconds>(max_gap).count() << " ms";
+  // The shim exited after the agent, and was reaped (no zombie left).
+  EXPECT_TRUE(RunUntil([&] { return !Exists(shim); }));
+}
+
+// Stopping an instance kills its process group; the shim is not in it, so it still writes
+// what the agent wrote before dying, then exits on its own.
+TEST_F(ProcessRuntimeTest, KillingTheAgentsGroupLeavesTheShimToFlush) {
+  SpawnRequest req = Request(
+      "a-001", {"sh", "-c",
+                "i=0; while [ $i -lt 1000 ]; do echo line-$i; i=$((i+1)); done; "
+                "touch " + (dir_ / "written").string() + "; exec sleep 30"});
+  auto pid = Spawn(req);
+  ASSERT_TRUE(pid.ok()) << pid.status();
+  const int shim = FindLogShim(req.log_path);
+  ASSERT_GT(shim, 0);
+  EXPECT_EQ(getpgid(shim), shim);  // its own group ...
+  EXPECT_NE(getpgid(shim), getpgid(pid->pid));  // ... not the agent's
+  // Hold the shim back so the agent's last lines are still in the pipe when it dies.
+  ASSERT_EQ(kill(shim, SIGSTOP), 0);
+  ASSERT_TRUE(Eventually([&] { return fs::exists(dir_ / "written"); }));
+  ASSERT_TRUE(rt_->Signal("a-001", SIGKILL).ok());
+  ASSERT_TRUE(Eventually([&] { return !Running(pid->pid); }));
+  EXPECT_TRUE(Running(shim));
+  ASSERT_EQ(kill(shim, SIGCONT), 0);
+  ASSERT_TRUE(RunUntilExits(1));
+  // Reported once the shim had written everything.
+  std::string want;
+  for (int i = 0; i < 1000; ++i) want += "line-" + std::to_string(i) + "\n";
+  EXPECT_EQ(Read(req.log_path), want);
+  EXPECT_TRUE(RunUntil([&] { return !Exists(shim); }));
 }
 
 TEST_F(ProcessRuntimeTest, ExitIsObservedPromptly) {
