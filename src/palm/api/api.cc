@@ -10,12 +10,14 @@
 #include "boost/asio/post.hpp"
 #include "palm/api/errors.h"
 #include "palm/api/events.h"
+#include "palm/api/heartbeat.h"
 #include "palm/api/logs.h"
 #include "palm/api/request.h"
 #include "palm/api/tasks.h"
 #include "palm/base/crypto.h"
 #include "palm/base/error.h"
 #include "palm/base/log.h"
+#include "palm/base/names.h"
 #include "palm/model/codec.h"
 
 namespace palm::api {
@@ -26,6 +28,33 @@ using model::Json;
 namespace {
 
 constexpr int64_t kMaxReplicas = 10000;
+constexpr int64_t kMaxListLimit = 10000;
+
+// ---- the query parameters of each route (docs/api.md); tenant is accepted by all ----
+
+absl::Status SpecRefCursor(std::string_view name, std::string_view value) {
+  std::string spec, version;
+  return Annotate(model::ParseSpecRef(value, /*allow_bare=*/false, &spec, &version),
+                  std::string(name));
+}
+
+absl::Status InstanceStateValue(std::string_view name, std::string_view value) {
+  model::InstanceState parsed;
+  if (model::ParseInstanceState(value, &parsed)) return absl::OkStatus();
+  return InvalidArgument(absl::StrCat(std::string(name), ": unknown instance state \"", std::string(value), "\""),
+                         "one of Pending, Starting, Running, Draining, Stopping, Stopped, "
+                         "Failed, BackOff, Killed");
+}
+
+const QuerySpec kNoQuery = {};
+const QuerySpec kListSpecsQuery =
+    Concat(ListParams(kMaxListLimit, SpecRefCursor), {NameParam("name")});
+const QuerySpec kListDeploymentsQuery = ListParams(kMaxListLimit, ValidateName);
+const QuerySpec kListInstancesQuery =
+    Concat(ListParams(kMaxListLimit, ValidateName),
+           {NameParam("deployment"), CheckedParam("state", InstanceStateValue)});
+const QuerySpec kUnhealthyQuery =
+    Concat(ListParams(kMaxListLimit, ValidateName), {NameParam("deployment")});
 
 struct Principal {
   bool admin = false;
@@ -43,6 +72,9 @@ class Api::Impl {
   }
 
   void Handle(http::Request req, std::shared_ptr<http::Exchange> ex) {
+    if ((req.path == "/healthz" || req.path == "/readyz") && !req.query.empty()) {
+      if (auto st = ValidateQuery(req, kNoQuery); !st.ok()) return ex->Respond(ErrorResponse(st));
+    }
     if (req.path == "/healthz") return ex->Respond(JsonResponse(200, {{"status", "ok"}}));
     if (req.path == "/readyz") {
       std::string reason;
@@ -59,6 +91,7 @@ class Api::Impl {
     }
     auto principal = Authenticate(req);
     if (!principal.ok()) return ex->Respond(ErrorResponse(principal.status()));
+    if (auto st = SelectTenant(req, *principal); !st.ok()) return ex->Respond(ErrorResponse(st));
     seg.erase(seg.begin());
     absl::StatusOr<http::Response> r = Route(req, seg, *principal, ex);
     if (!r.ok()) return ex->Respond(ErrorResponse(r.status()));
@@ -86,6 +119,23 @@ class Api::Impl {
                  "use the token in <data-dir>/admin.token (or PALM_TOKEN for agents)");
   }
 
+  // ?tenant=NAME (CommonQuery): the admin acts in that tenant; an instance token only in its
+  // own.
+  static absl::Status SelectTenant(const http::Request& req, Principal& p) {
+    std::optional<std::string> tenant = req.Query("tenant");
+    if (!tenant) return absl::OkStatus();
+    PALM_RETURN_IF_ERROR(ValidateName("tenant", *tenant));
+    if (p.admin) {
+      p.tenant = *tenant;
+    } else if (*tenant != p.tenant) {
+      return Error(absl::StatusCode::kPermissionDenied, "FORBIDDEN",
+                   absl::StrCat("an instance token of tenant ", p.tenant,
+                                " may not act in tenant ", *tenant),
+                   "leave tenant= out: agents act in their own tenant");
+    }
+    return absl::OkStatus();
+  }
+
   static absl::Status MethodNotAllowed(const http::Request& req) {
     return Error(absl::StatusCode::kNotFound, "ROUTE_NOT_FOUND",
                  absl::StrCat("no such endpoint: ", req.method, " ", req.path),
@@ -103,16 +153,19 @@ class Api::Impl {
                    "use the admin token for management calls");
     }
     const std::string& t = p.tenant;
+    // Each branch checks its query (ValidateQuery) before anything else.
     if (seg.size() == 1 && seg[0] == "specs") {
       if (m == "GET") return ListSpecs(req, t);
       if (m == "POST") return RegisterSpec(req, t);
     } else if (seg.size() >= 2 && seg[0] == "specs") {
       std::string version = seg.size() >= 3 ? seg[2] : "";
       if (seg.size() <= 3 && m == "GET") {
+        PALM_RETURN_IF_ERROR(ValidateQuery(req, kNoQuery));
         PALM_ASSIGN_OR_RETURN(const model::AgentSpec* spec, sup_.GetSpec(t, seg[1], version));
         return JsonResponse(200, model::ToJson(*spec));
       }
       if (seg.size() == 4 && seg[3] == "deprecate" && m == "POST") {
+        PALM_RETURN_IF_ERROR(ValidateQuery(req, kNoQuery));
         PALM_ASSIGN_OR_RETURN(model::AgentSpec spec, sup_.DeprecateSpec(t, seg[1], version));
         return JsonResponse(200, model::ToJson(spec));
       }
@@ -121,6 +174,9 @@ class Api::Impl {
       if (m == "POST") return CreateDeployment(req, t);
     } else if (seg.size() == 2 && seg[0] == "deployments") {
       DeploymentKey key{t, seg[1]};
+      if (m == "GET" || m == "PUT" || m == "DELETE") {
+        PALM_RETURN_IF_ERROR(ValidateQuery(req, kNoQuery));
+      }
       if (m == "GET") {
         PALM_ASSIGN_OR_RETURN(const model::Deployment* d, sup_.GetDeployment(key));
         return JsonResponse(200, DeploymentJson(*d));
@@ -137,34 +193,47 @@ class Api::Impl {
     } else if (seg.size() == 1 && seg[0] == "instances" && m == "GET") {
       return ListInstances(req, t);
     } else if (seg.size() == 2 && seg[0] == "instances" && m == "GET") {
+      PALM_RETURN_IF_ERROR(ValidateQuery(req, kNoQuery));
       PALM_ASSIGN_OR_RETURN(const model::Instance* in, sup_.GetInstance(t, seg[1]));
       Json j = model::ToJson(*in);
       j["probes"] = sup_.DescribeProbes(t, in->id);
       return JsonResponse(200, j);
     } else if (seg.size() == 3 && seg[0] == "instances" && seg[2] == "check" && m == "POST") {
+      PALM_RETURN_IF_ERROR(ValidateQuery(req, kNoQuery));
       return CheckInstance(t, seg[1], ex);
     } else if (seg.size() == 3 && seg[0] == "instances" && seg[2] == "drain" && m == "POST") {
+      PALM_RETURN_IF_ERROR(ValidateQuery(req, kNoQuery));
       PALM_RETURN_IF_ERROR(sup_.DrainInstance(t, seg[1]));
       PALM_ASSIGN_OR_RETURN(const model::Instance* in, sup_.GetInstance(t, seg[1]));
       return JsonResponse(202, model::ToJson(*in));
     } else if (seg.size() == 3 && seg[0] == "instances" && seg[2] == "restart" && m == "POST") {
+      PALM_RETURN_IF_ERROR(ValidateQuery(req, kNoQuery));
       PALM_RETURN_IF_ERROR(sup_.RestartInstance(t, seg[1]));
       PALM_ASSIGN_OR_RETURN(const model::Instance* in, sup_.GetInstance(t, seg[1]));
       return JsonResponse(202, model::ToJson(*in));
     } else if (seg.size() == 3 && seg[0] == "instances" && seg[2] == "logs" && m == "GET") {
+      PALM_RETURN_IF_ERROR(ValidateQuery(req, LogsQuery()));
       PALM_ASSIGN_OR_RETURN(const model::Instance* in, sup_.GetInstance(t, seg[1]));
       return ServeLogs(io_, in->log_path, req, ex);
     } else if (seg.size() == 1 && seg[0] == "events" && m == "GET" && options_.events) {
-      return ServeEvents(io_, *options_.events, *options_.store, t, req, ex);
+      PALM_RETURN_IF_ERROR(ValidateQuery(req, EventsQuery()));
+      return ServeEvents(io_, *options_.events, *options_.store, t, req, ex,
+                         options_.stream_keepalive);
     } else if (seg.size() == 2 && seg[0] == "health" && seg[1] == "summary" && m == "GET") {
+      PALM_RETURN_IF_ERROR(ValidateQuery(req, kNoQuery));
       return JsonResponse(200, HealthSummary(t));
     } else if (seg.size() == 2 && seg[0] == "health" && seg[1] == "unhealthy" && m == "GET") {
-      return JsonResponse(200, Unhealthy(req, t));
+      PALM_RETURN_IF_ERROR(ValidateQuery(req, kUnhealthyQuery));
+      PALM_ASSIGN_OR_RETURN(Json page, Unhealthy(req, t));
+      return JsonResponse(200, page);
     } else if (seg.size() == 1 && seg[0] == "status" && m == "GET") {
+      PALM_RETURN_IF_ERROR(ValidateQuery(req, kNoQuery));
       return JsonResponse(200, FleetStatus(t));
     } else if (seg.size() == 1 && seg[0] == "daemon" && m == "GET") {
+      PALM_RETURN_IF_ERROR(ValidateQuery(req, kNoQuery));
       return JsonResponse(200, options_.daemon_info ? options_.daemon_info() : Json::object());
     } else if (seg.size() == 2 && seg[0] == "daemon" && seg[1] == "stop" && m == "POST") {
+      PALM_RETURN_IF_ERROR(ValidateQuery(req, kNoQuery));
       return StopDaemon(req);
     }
     return MethodNotAllowed(req);
@@ -172,6 +241,7 @@ class Api::Impl {
 
   // ---- specs ----
   absl::StatusOr<http::Response> RegisterSpec(const http::Request& req, const std::string& t) {
+    PALM_RETURN_IF_ERROR(ValidateQuery(req, kNoQuery));
     PALM_ASSIGN_OR_RETURN(Json body, ParseBody(req));
     auto spec = model::SpecFromJson(body);
     if (!spec.ok()) return Annotate(spec.status(), "spec");
@@ -182,6 +252,7 @@ class Api::Impl {
   }
 
   absl::StatusOr<http::Response> ListSpecs(const http::Request& req, const std::string& t) {
+    PALM_RETURN_IF_ERROR(ValidateQuery(req, kListSpecsQuery));
     std::string name = req.Query("name").value_or("");
     std::vector<Json> items;
     for (const model::AgentSpec* s : sup_.ListSpecs(t)) {
@@ -190,7 +261,8 @@ class Api::Impl {
       j["ref"] = absl::StrCat(s->name, "@", s->version);
       items.push_back(std::move(j));
     }
-    return JsonResponse(200, Page(std::move(items), req, "ref"));
+    PALM_ASSIGN_OR_RETURN(Json page, Page(std::move(items), req, "ref"));
+    return JsonResponse(200, page);
   }
 
   // ---- deployments ----
@@ -204,6 +276,7 @@ class Api::Impl {
   absl::StatusOr<model::Deployment> ParseDeployment(const http::Request& req,
                                                     const std::string& t,
                                                     const std::string& path_name) {
+    PALM_RETURN_IF_ERROR(ValidateQuery(req, kNoQuery));
     PALM_ASSIGN_OR_RETURN(Json body, ParseBody(req));
     PALM_RETURN_IF_ERROR(RequireObject(body, "deployment"));
     if (!path_name.empty() && !body.contains("name")) body["name"] = path_name;
@@ -234,9 +307,11 @@ class Api::Impl {
 
   absl::StatusOr<http::Response> ListDeployments(const http::Request& req,
                                                  const std::string& t) {
+    PALM_RETURN_IF_ERROR(ValidateQuery(req, kListDeploymentsQuery));
     std::vector<Json> items;
     for (const model::Deployment* d : sup_.ListDeployments(t)) items.push_back(DeploymentJson(*d));
-    return JsonResponse(200, Page(std::move(items), req, "name"));
+    PALM_ASSIGN_OR_RETURN(Json page, Page(std::move(items), req, "name"));
+    return JsonResponse(200, page);
   }
 
   absl::StatusOr<http::Response> Scale(const http::Request& req, const DeploymentKey& key) {
@@ -260,6 +335,12 @@ class Api::Impl {
                                                   const DeploymentKey& key,
                                                   const std::string& action) {
     const std::string& m = req.method;
+    if (action == "task-metrics" && m == "GET" && task_routes_) {
+      PALM_RETURN_IF_ERROR(ValidateQuery(req, TaskRoutes::MetricsQuery()));
+      PALM_RETURN_IF_ERROR(sup_.GetDeployment(key).status());
+      return task_routes_->Metrics(req, key.tenant, key.name);
+    }
+    PALM_RETURN_IF_ERROR(ValidateQuery(req, kNoQuery));  // the other actions take none
     if (action == "scale" && m == "POST") return Scale(req, key);
     if (action == "drain" && m == "POST") {
       PALM_ASSIGN_OR_RETURN(model::Deployment d, sup_.DrainDeployment(key));
@@ -271,10 +352,6 @@ class Api::Impl {
     }
     if (action == "history" && m == "GET") return History(key);
     if (action == "fleet-task" && m == "POST") return RecordFleetTask(req, key);
-    if (action == "task-metrics" && m == "GET" && task_routes_) {
-      PALM_RETURN_IF_ERROR(sup_.GetDeployment(key).status());
-      return task_routes_->Metrics(req, key.tenant, key.name);
-    }
     return MethodNotAllowed(req);
   }
 
@@ -356,22 +433,19 @@ class Api::Impl {
 
   // ---- instances ----
   absl::StatusOr<http::Response> ListInstances(const http::Request& req, const std::string& t) {
+    PALM_RETURN_IF_ERROR(ValidateQuery(req, kListInstancesQuery));
     std::optional<model::InstanceState> state;
-    if (auto s = req.Query("state"); s && !s->empty()) {
-      model::InstanceState parsed;
-      if (!model::ParseInstanceState(*s, &parsed)) {
-        return InvalidArgument(absl::StrCat("state: unknown instance state \"", *s, "\""),
-                               "one of Pending, Starting, Running, Draining, Stopping, Stopped, "
-                               "Failed, BackOff, Killed");
-      }
-      state = parsed;
+    if (auto s = req.Query("state")) {
+      state.emplace();
+      model::ParseInstanceState(*s, &*state);  // checked by ValidateQuery
     }
     std::string dep = req.Query("deployment").value_or("");
     std::vector<Json> items;
     for (const model::Instance* in : sup_.ListInstances(t, dep, state)) {
       items.push_back(model::ToJson(*in));
     }
-    return JsonResponse(200, Page(std::move(items), req, "id"));
+    PALM_ASSIGN_OR_RETURN(Json page, Page(std::move(items), req, "id"));
+    return JsonResponse(200, page);
   }
 
   // Per deployment: health counts with percentages of its live instances (FLEET STATUS).
@@ -408,7 +482,7 @@ class Api::Impl {
   }
 
   // Instances that are Degraded or Unhealthy, or running but not ready.
-  Json Unhealthy(const http::Request& req, const std::string& t) const {
+  absl::StatusOr<Json> Unhealthy(const http::Request& req, const std::string& t) const {
     std::vector<Json> items;
     std::string dep = req.Query("deployment").value_or("");
     for (const model::Instance* in : sup_.ListInstances(t, dep, std::nullopt)) {
@@ -506,38 +580,9 @@ class Api::Impl {
       return task_routes_->Agent(req, seg, p.tenant, p.instance_id, ex);
     }
     if (seg.size() == 2 && seg[1] == "heartbeat" && req.method == "POST") {
+      PALM_RETURN_IF_ERROR(ValidateQuery(req, kNoQuery));
       PALM_ASSIGN_OR_RETURN(Json body, ParseBody(req));
-      PALM_RETURN_IF_ERROR(RequireObject(body, "heartbeat"));
-      PALM_RETURN_IF_ERROR(
-          OnlyFields(body, {"status", "reason", "metrics", "cost_usd"}, "heartbeat"));
-      controller::HeartbeatIn in;
-      if (body.contains("status")) {
-        const Json& s = body["status"];
-        if (!s.is_string() || (s != "ok" && s != "degraded")) {
-          return InvalidArgument("heartbeat.status: must be \"ok\" or \"degraded\"");
-        }
-        in.status = s.get<std::string>();
-      }
-      if (body.contains("reason") && !body["reason"].is_null()) {
-        if (!body["reason"].is_string()) return InvalidArgument("heartbeat.reason: must be a string");
-        in.reason = body["reason"].get<std::string>();
-      }
-      if (body.contains("metrics")) {
-        const Json& mt = body["metrics"];
-        if (!mt.is_object()) return InvalidArgument("heartbeat.metrics: must be an object");
-        for (const auto& [k, v] : mt.items()) {
-          if (!v.is_number()) {
-            return InvalidArgument(absl::StrCat("heartbeat.metrics.", k, ": must be a number"));
-          }
-        }
-        in.metrics = mt;
-      }
-      if (body.contains("cost_usd")) {
-        if (!body["cost_usd"].is_number() || body["cost_usd"].get<double>() < 0) {
-          return InvalidArgument("heartbeat.cost_usd: must be a number >= 0");
-        }
-        in.cost_usd = body["cost_usd"].get<double>();
-      }
+      PALM_ASSIGN_OR_RETURN(controller::HeartbeatIn in, HeartbeatFromJson(body));
       PALM_ASSIGN_OR_RETURN(controller::HeartbeatOut out,
                             sup_.Heartbeat(p.tenant, p.instance_id, in));
       return JsonResponse(200, {{"drain", out.drain},

@@ -3,8 +3,10 @@
 //
 // Every /v1 call needs a bearer token: the admin token (its SHA-256 is compared in constant
 // time) or an instance token, which is valid only for /v1/agent/* and only as its own
-// instance. Bodies are JSON (no Content-Type is taken as JSON; another one is 415) and are
-// validated before any lookup, so a bad request changes nothing.
+// instance. Bodies are JSON (no Content-Type is taken as JSON; another one is 415) read by
+// the bounded parser, and each route checks its query against the parameters it declares
+// (request.h); both before any lookup, so a bad request changes nothing. `?tenant=NAME`
+// selects the admin's tenant (default "default"); an instance token acts in its own only.
 // Thread-safety: event-loop thread only, like the supervisor it calls.
 #pragma once
 
@@ -12,6 +14,7 @@
 #include <memory>
 #include <string>
 
+#include "absl/time/time.h"
 #include "boost/asio/io_context.hpp"
 #include "palm/controller/supervisor.h"
 #include "palm/events/event_log.h"
@@ -29,6 +32,7 @@ struct ApiOptions {
   std::function<model::Json()> daemon_info;     // GET /v1/daemon
   std::function<bool(std::string*)> ready;      // /readyz; false with a reason
   std::function<void(bool all)> request_stop;   // POST /v1/daemon/stop (called after replying)
+  absl::Duration stream_keepalive = absl::Seconds(15);  // SSE comment interval (events)
 };
 
 class Api {

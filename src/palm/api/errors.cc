@@ -8,6 +8,7 @@ unsigned HttpStatusFor(const absl::Status& s) {
   std::string code = ErrorCode(s);
   if (code == "UNSUPPORTED_MEDIA_TYPE") return 415;
   if (code == "PAYLOAD_TOO_LARGE") return 413;
+  if (code == "CURSOR_EXPIRED") return 410;
   switch (s.code()) {
     case absl::StatusCode::kOk: return 200;
     case absl::StatusCode::kInvalidArgument: return 400;

@@ -11,7 +11,8 @@ namespace palm::api {
 // kInvalidArgument 400, kUnauthenticated 401, kPermissionDenied 403, kNotFound 404,
 // kAlreadyExists/kAborted 409, kFailedPrecondition 422, kResourceExhausted 429,
 // kUnavailable 503, kDeadlineExceeded 504, anything else 500. A payload code may override:
-// UNSUPPORTED_MEDIA_TYPE 415, PAYLOAD_TOO_LARGE 413.
+// UNSUPPORTED_MEDIA_TYPE 415, PAYLOAD_TOO_LARGE 413, CURSOR_EXPIRED 410 (a list's `after`
+// names an object no longer in it).
 unsigned HttpStatusFor(const absl::Status& s);
 model::Json ErrorBody(const absl::Status& s);
 http::Response ErrorResponse(const absl::Status& s);

@@ -8,31 +8,35 @@
 #include "palm/api/errors.h"
 #include "palm/api/request.h"
 #include "palm/base/error.h"
+#include "palm/base/utf8.h"
 
 namespace palm::api {
 namespace {
 
 constexpr size_t kDefaultLimit = 1000;
 constexpr size_t kMaxLimit = 10000;
-constexpr auto kKeepalive = std::chrono::seconds(15);
 
-absl::StatusOr<int64_t> ParseSeq(const std::string& what, const std::string& text) {
+absl::StatusOr<int64_t> ParseSeq(std::string_view what, std::string_view text) {
   int64_t v = 0;
   auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
   if (ec != std::errc() || p != text.data() + text.size() || v < 0) {
-    return InvalidArgument(absl::StrCat(what, ": must be an event seq (a number >= 0), got \"",
-                                        text, "\""));
+    return InvalidArgument(absl::StrCat(std::string(what), ": must be an event seq (a number >= 0), got \"",
+                                        ToValidUtf8(text, 64), "\""));
   }
   return v;
+}
+
+absl::Status SeqCursor(std::string_view name, std::string_view value) {
+  return ParseSeq(name, value).status();
 }
 
 // One follower: replayed, then fed by the event log until the peer leaves.
 class Follower : public std::enable_shared_from_this<Follower> {
  public:
   Follower(boost::asio::io_context& io, events::EventLog& log, std::string tenant,
-           std::string deployment, std::shared_ptr<http::Exchange> ex)
+           std::string deployment, std::shared_ptr<http::Exchange> ex, absl::Duration keepalive)
       : timer_(io), log_(log), tenant_(std::move(tenant)), deployment_(std::move(deployment)),
-        ex_(std::move(ex)) {}
+        ex_(std::move(ex)), keepalive_(absl::ToChronoNanoseconds(keepalive)) {}
 
   void Start() {
     std::weak_ptr<Follower> weak = shared_from_this();
@@ -49,7 +53,9 @@ class Follower : public std::enable_shared_from_this<Follower> {
   }
 
   void Keepalive() {
-    timer_.expires_after(kKeepalive);
+    // A write to a peer that is gone fails, which closes the connection (and Stop()s us
+    // through OnClose) even when the peer's FIN was never read.
+    timer_.expires_after(keepalive_);
     timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
       if (ec || self->stopped_) return;
       self->ex_->Write(": keepalive\n\n");
@@ -68,11 +74,20 @@ class Follower : public std::enable_shared_from_this<Follower> {
   events::EventLog& log_;
   std::string tenant_, deployment_;
   std::shared_ptr<http::Exchange> ex_;
+  std::chrono::nanoseconds keepalive_;
   uint64_t sub_ = 0;
   bool stopped_ = false;
 };
 
 }  // namespace
+
+const QuerySpec& EventsQuery() {
+  static const QuerySpec* spec = new QuerySpec{
+      IntParam("limit", 1, static_cast<int64_t>(kMaxLimit)), CheckedParam("after", SeqCursor),
+      CheckedParam("since", SeqCursor), EnumParam("order", {"asc", "desc"}),
+      NameParam("deployment"), FlagParam("follow")};
+  return *spec;
+}
 
 std::string SseFrame(const events::Json& event) {
   return absl::StrCat("id: ", event["seq"].get<int64_t>(), "\nevent: ",
@@ -83,15 +98,15 @@ std::string SseFrame(const events::Json& event) {
 absl::StatusOr<http::Response> ServeEvents(boost::asio::io_context& io, events::EventLog& log,
                                            store::Store& store, const std::string& tenant,
                                            const http::Request& req,
-                                           const std::shared_ptr<http::Exchange>& ex) {
+                                           const std::shared_ptr<http::Exchange>& ex,
+                                           absl::Duration keepalive) {
   std::string deployment = req.Query("deployment").value_or("");
-  std::string follow = req.Query("follow").value_or("");
-  bool streaming = !follow.empty() && follow != "0" && follow != "false";
+  bool streaming = QueryFlag(req, "follow");
   std::optional<int64_t> since;
   // `after` is the cursor name of every other list (DESIGN.md section 5); `since` is the
   // events' own and wins when both are given.
   for (const char* name : {"after", "since"}) {
-    if (auto s = req.Query(name); s && !s->empty()) {
+    if (auto s = req.Query(name)) {
       PALM_ASSIGN_OR_RETURN(since, ParseSeq(name, *s));
     }
   }
@@ -125,7 +140,7 @@ absl::StatusOr<http::Response> ServeEvents(boost::asio::io_context& io, events::
       cursor = page.back()["seq"].get<int64_t>();
     }
   }
-  std::make_shared<Follower>(io, log, tenant, deployment, ex)->Start();
+  std::make_shared<Follower>(io, log, tenant, deployment, ex, keepalive)->Start();
   return AlreadyAnswered();
 }
 

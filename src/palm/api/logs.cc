@@ -41,7 +41,13 @@ class Follower : public std::enable_shared_from_this<Follower> {
            std::shared_ptr<http::Exchange> ex)
       : timer_(io), path_(std::move(path)), offset_(offset), ex_(std::move(ex)) {}
 
-  void Start() { Schedule(); }
+  void Start() {
+    // Freed as soon as the peer is gone, not at the next poll.
+    ex_->OnClose([weak = weak_from_this()] {
+      if (auto self = weak.lock()) self->timer_.cancel();
+    });
+    Schedule();
+  }
 
  private:
   void Schedule() {
@@ -104,6 +110,12 @@ absl::StatusOr<std::string> TailLines(const std::string& path, size_t n) {
   return data.substr(pos);
 }
 
+const QuerySpec& LogsQuery() {
+  static const QuerySpec* spec = new QuerySpec{
+      IntParam("tail", 0, kMaxTailLines, "a number of lines"), FlagParam("follow")};
+  return *spec;
+}
+
 absl::StatusOr<http::Response> ServeLogs(boost::asio::io_context& io, const std::string& path,
                                          const http::Request& req,
                                          const std::shared_ptr<http::Exchange>& ex) {
@@ -114,8 +126,7 @@ absl::StatusOr<http::Response> ServeLogs(boost::asio::io_context& io, const std:
   if (n > 0) {
     PALM_ASSIGN_OR_RETURN(text, TailLines(path, n));
   }
-  std::string follow = req.Query("follow").value_or("");
-  if (follow.empty() || follow == "0" || follow == "false") {
+  if (!QueryFlag(req, "follow")) {
     http::Response r;
     r.content_type = "text/plain; charset=utf-8";
     r.body = std::move(text);

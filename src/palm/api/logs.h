@@ -7,6 +7,7 @@
 
 #include "absl/status/statusor.h"
 #include "boost/asio/io_context.hpp"
+#include "palm/api/request.h"
 #include "palm/http/server.h"
 
 namespace palm::api {
@@ -15,9 +16,16 @@ namespace palm::api {
 // is an empty log.
 absl::StatusOr<std::string> TailLines(const std::string& path, size_t n);
 
-// GET .../logs?tail=N[&follow=1]. Without follow: a text/plain response. With follow: the
-// tail is streamed, then new bytes as they are appended (checked every 200 ms), until the
-// client goes away; the returned response then has status 0 (already answered).
+// The query GET .../logs accepts: tail (0..100000 lines), follow (a flag).
+const QuerySpec& LogsQuery();
+
+// GET .../logs?tail=N[&follow=1] (the caller has checked the query against LogsQuery()).
+// Without follow: a text/plain response. With follow: the tail is streamed, then new bytes
+// as they are appended (checked every 200 ms), until the client goes away (the follower is
+// freed when the connection closes); the returned response then has status 0 (already
+// answered). The stream carries the agent's output bytes and nothing else, so unlike the
+// events stream it has no in-band keepalive: a peer that leaves is noticed by the server's
+// read on the connection.
 absl::StatusOr<http::Response> ServeLogs(boost::asio::io_context& io, const std::string& path,
                                          const http::Request& req,
                                          const std::shared_ptr<http::Exchange>& ex);

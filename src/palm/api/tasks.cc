@@ -16,6 +16,30 @@ constexpr int64_t kMaxWaitS = 60;
 constexpr int64_t kDefaultAgentWaitS = 30;
 constexpr int64_t kMaxListLimit = 1000;
 
+absl::Status TaskStateValue(std::string_view name, std::string_view value) {
+  model::TaskState parsed;
+  if (model::ParseTaskState(value, &parsed)) return absl::OkStatus();
+  return InvalidArgument(absl::StrCat(std::string(name), ": unknown task state \"", std::string(value), "\""),
+                         "one of Queued, Assigned, Succeeded, Failed, TimedOut, Cancelled");
+}
+
+absl::Status TaskIdCursor(std::string_view name, std::string_view value) {
+  int64_t seq = 0;
+  if (model::ParseTaskId(value, &seq)) return absl::OkStatus();
+  return InvalidArgument(absl::StrCat(std::string(name), ": \"", std::string(value), "\" is not a task id"),
+                         "pass the `next` value of the previous page");
+}
+
+const QuerySpec kNoQuery = {};
+// A task id cursor is positional (ids grow), so a task deleted since the previous page is
+// not a problem here.
+const QuerySpec kListQuery =
+    Concat(ListParams(kMaxListLimit, TaskIdCursor),
+           {NameParam("deployment"), CheckedParam("state", TaskStateValue)});
+const QuerySpec kGetQuery = {IntParam("wait_s", 0, kMaxWaitS, "seconds")};
+const QuerySpec kNextQuery = {IntParam("wait_s", 0, kMaxWaitS, "seconds")};
+const QuerySpec kResultQuery = {IntParam("next_wait_s", 0, kMaxWaitS, "seconds")};
+
 // Answers `ex` with the task (or the error) once the engine calls back.
 tasks::TaskCallback RespondWithTask(std::shared_ptr<http::Exchange> ex, unsigned status) {
   return [ex = std::move(ex), status](absl::StatusOr<model::Task> t) {
@@ -36,6 +60,7 @@ absl::StatusOr<http::Response> TaskRoutes::Client(const http::Request& req,
   } else if (seg.size() == 2 && m == "GET") {
     return Get(req, tenant, seg[1], ex);
   } else if (seg.size() == 3 && seg[2] == "cancel" && m == "POST") {
+    PALM_RETURN_IF_ERROR(ValidateQuery(req, kNoQuery));
     engine_.Cancel(tenant, seg[1], RespondWithTask(ex, 200));
     return AlreadyAnswered();
   }
@@ -47,6 +72,7 @@ absl::StatusOr<http::Response> TaskRoutes::Client(const http::Request& req,
 absl::StatusOr<http::Response> TaskRoutes::Submit(const http::Request& req,
                                                   const std::string& tenant,
                                                   const std::shared_ptr<http::Exchange>& ex) {
+  PALM_RETURN_IF_ERROR(ValidateQuery(req, kNoQuery));
   PALM_ASSIGN_OR_RETURN(Json body, ParseBody(req));
   PALM_ASSIGN_OR_RETURN(model::TaskRequest task, model::TaskRequestFromJson(body));
   engine_.Submit(tenant, std::move(task), [ex](absl::StatusOr<model::Task> t, bool created) {
@@ -58,22 +84,17 @@ absl::StatusOr<http::Response> TaskRoutes::Submit(const http::Request& req,
 
 absl::StatusOr<http::Response> TaskRoutes::List(const http::Request& req,
                                                 const std::string& tenant) {
+  PALM_RETURN_IF_ERROR(ValidateQuery(req, kListQuery));
   store::TaskQuery q;
   q.tenant = tenant;
   q.deployment = req.Query("deployment").value_or("");
-  if (std::string state = req.Query("state").value_or(""); !state.empty()) {
+  if (std::optional<std::string> state = req.Query("state")) {
     model::TaskState parsed;
-    if (!model::ParseTaskState(state, &parsed)) {
-      return InvalidArgument(absl::StrCat("state: unknown task state \"", state, "\""),
-                             "one of Queued, Assigned, Succeeded, Failed, TimedOut, Cancelled");
-    }
+    model::ParseTaskState(*state, &parsed);  // checked by ValidateQuery
     q.state = std::string(model::ToString(parsed));
   }
-  if (std::string after = req.Query("after").value_or(""); !after.empty()) {
-    if (!model::ParseTaskId(after, &q.after_seq)) {
-      return InvalidArgument(absl::StrCat("after: \"", after, "\" is not a task id"),
-                             "pass the `next` value of the previous page");
-    }
+  if (std::optional<std::string> after = req.Query("after")) {
+    model::ParseTaskId(*after, &q.after_seq);  // checked by ValidateQuery
   }
   q.descending = req.Query("order").value_or("") == "desc";
   PALM_ASSIGN_OR_RETURN(int64_t limit, QueryInt(req, "limit", 1, kMaxListLimit, 100));
@@ -88,6 +109,7 @@ absl::StatusOr<http::Response> TaskRoutes::List(const http::Request& req,
 absl::StatusOr<http::Response> TaskRoutes::Get(const http::Request& req,
                                                const std::string& tenant, const std::string& id,
                                                const std::shared_ptr<http::Exchange>& ex) {
+  PALM_RETURN_IF_ERROR(ValidateQuery(req, kGetQuery));
   PALM_ASSIGN_OR_RETURN(int64_t wait_s, QueryInt(req, "wait_s", 0, kMaxWaitS, 0, "seconds"));
   if (wait_s == 0) {
     PALM_ASSIGN_OR_RETURN(model::Task t, engine_.Get(tenant, id));
@@ -103,6 +125,7 @@ absl::StatusOr<http::Response> TaskRoutes::Agent(const http::Request& req,
                                                  const std::string& instance,
                                                  const std::shared_ptr<http::Exchange>& ex) {
   if (seg.size() == 3 && seg[2] == "next" && req.method == "GET") {
+    PALM_RETURN_IF_ERROR(ValidateQuery(req, kNextQuery));
     PALM_ASSIGN_OR_RETURN(int64_t wait_s, QueryInt(req, "wait_s", 0, kMaxWaitS,
                                                    kDefaultAgentWaitS, "seconds"));
     Poll(tenant, instance, wait_s, ex, [ex](std::optional<Json> task) {
@@ -118,6 +141,7 @@ absl::StatusOr<http::Response> TaskRoutes::Agent(const http::Request& req,
   if (seg.size() == 4 && seg[3] == "result" && req.method == "POST") {
     // ?next_wait_s=N: once the result is durable, the answer also carries the agent's next
     // task (long-polled up to N s): one round trip per task instead of two.
+    PALM_RETURN_IF_ERROR(ValidateQuery(req, kResultQuery));
     std::optional<int64_t> next_wait_s;
     if (req.Query("next_wait_s")) {
       PALM_ASSIGN_OR_RETURN(next_wait_s,
@@ -156,6 +180,12 @@ void TaskRoutes::Poll(const std::string& tenant, const std::string& instance, in
       });
   // An agent that hangs up while waiting must not be handed a task nobody will read.
   if (poll != 0) ex->OnClose([this, poll] { engine_.CancelPoll(poll); });
+}
+
+const QuerySpec& TaskRoutes::MetricsQuery() {
+  static const QuerySpec* spec = new QuerySpec{
+      IntParam("window_s", 1, absl::ToInt64Seconds(tasks::kMaxWindow), "seconds")};
+  return *spec;
 }
 
 absl::StatusOr<http::Response> TaskRoutes::Metrics(const http::Request& req,

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "palm/api/request.h"
 #include "palm/http/server.h"
 #include "palm/tasks/engine.h"
 
@@ -31,6 +32,8 @@ class TaskRoutes {
                                        const std::vector<std::string>& seg,
                                        const std::string& tenant, const std::string& instance,
                                        const std::shared_ptr<http::Exchange>& ex);
+  // The query of GET .../task-metrics, checked by the caller before the deployment lookup.
+  static const QuerySpec& MetricsQuery();
   // GET /v1/deployments/{name}/task-metrics (the deployment is known to exist).
   absl::StatusOr<http::Response> Metrics(const http::Request& req, const std::string& tenant,
                                          const std::string& deployment);

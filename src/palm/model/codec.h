@@ -25,12 +25,30 @@
 //   trip exactly at that precision.
 #pragma once
 
+#include <cstdint>
 #include <string_view>
 
 #include "absl/status/statusor.h"
 #include "palm/model/objects.h"
 
 namespace palm::model {
+
+// The limits of ParseJson and ParseDocument: nesting depth (the top-level value counts as
+// level 1), values and bytes of text (after YAML alias expansion).
+inline constexpr int kMaxNestingDepth = 64;
+inline constexpr int64_t kMaxDocumentValues = 1'000'000;
+inline constexpr int64_t kMaxDocumentBytes = 64 << 20;
+
+// Parses JSON text (RFC 8259, one value, nothing after it) into JSON, iteratively and
+// within the limits above: the one JSON parser for input from outside (API bodies, files).
+// Never throws and never recurses on the input's nesting. kInvalidArgument whose message
+// starts with `source` ("request body") and gives the line and column, plus the field when
+// known: syntax errors and invalid UTF-8 ("line 1, column 9: syntax error ... (in
+// config.a)"), nesting deeper than kMaxNestingDepth ("nesting deeper than 64 levels at
+// config.a[0][0]..."), duplicate keys ("duplicate key \"name\" in the top level"),
+// numbers that do not fit a double ("config.a: the number 1e400 is out of range ..."), more
+// than kMaxDocumentValues values. Thread-safe.
+absl::StatusOr<Json> ParseJson(std::string_view text, std::string_view source);
 
 // Parses a JSON or YAML document (YAML 1.2 is a superset of JSON) into JSON. `source`
 // names the input in messages ("spec.yaml"). Refuses empty documents, several documents,

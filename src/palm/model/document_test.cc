@@ -214,6 +214,22 @@ TEST(ParseDocumentTest, HugeInputs) {
   EXPECT_THAT(ErrorOf(many, "many.json"), HasSubstr("more than 1000000 values"));
 }
 
+TEST(ParseDocumentTest, OutOfRangeNumbersAndNonUtf8TextAreRefused) {
+  // 1e400 is infinity as a double, which JSON cannot hold: refused in both formats.
+  EXPECT_THAT(ErrorOf("a: 1e400"), HasSubstr("the number 1e400 is out of range"));
+  EXPECT_THAT(ErrorOf("a: [1, -1e999]"), HasSubstr("the number -1e999 is out of range"));
+  EXPECT_THAT(ErrorOf("{\"a\": {\"b\": 1e400}}", "t.json"),
+              HasSubstr("t.json: line 1, column 13: a.b: the number 1e400 is out of range"));
+  // Found by fuzz/yaml_fuzz: NUL bytes made yaml-cpp read the text as UTF-32 and build
+  // strings that are not UTF-8 (which JSON cannot write).
+  EXPECT_THAT(ErrorOf(std::string("\0\0\0cept\0ion\0\0\0\0\0\0\0\0a: 1", 22)),
+              HasSubstr("test.yaml: line 1, column 1: NUL byte"));
+  EXPECT_THAT(ErrorOf("a: \"\\ud800\""),
+              HasSubstr("test.yaml: line 1, column 11: invalid unicode"));
+  // Also found by fuzz/yaml_fuzz: yaml-cpp reports empty documents without end here.
+  EXPECT_THAT(ErrorOf(",:  2\n"), HasSubstr("more than one YAML document"));
+}
+
 TEST(ParseDocumentTest, FlippedBytesNeverCrash) {
   const std::string base =
       "kind: AgentSpec\nname: buyer\nversion: 1.2.0\ncommand: [\"python3\", \"a.py\"]\n"

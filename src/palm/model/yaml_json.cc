@@ -7,6 +7,7 @@
 // 1.2 core schema says; quoted scalars stay strings.
 #include <algorithm>
 #include <charconv>
+#include <cmath>
 #include <cstring>
 #include <map>
 #include <sstream>
@@ -15,6 +16,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "palm/base/error.h"
+#include "palm/base/utf8.h"
 #include "palm/model/codec.h"
 #include "palm/model/field_reader.h"
 #include "yaml-cpp/eventhandler.h"
@@ -27,9 +29,9 @@ namespace {
 using codec_internal::ChildPath;
 using codec_internal::IndexPath;
 
-constexpr int kMaxDepth = 64;
-constexpr int64_t kMaxNodes = 1'000'000;
-constexpr int64_t kMaxBytes = 64 << 20;  // after alias expansion
+constexpr int kMaxDepth = kMaxNestingDepth;
+constexpr int64_t kMaxNodes = kMaxDocumentValues;
+constexpr int64_t kMaxBytes = kMaxDocumentBytes;  // after alias expansion
 
 // A structural problem found while building (message without location).
 struct BuildError {
@@ -55,6 +57,7 @@ class TreeBuilder {
   Json TakeResult() { return std::move(result_); }
 
   void Begin(bool is_map) {
+    if (done_) throw BuildError{"more than one value at the top level of the document"};
     if (static_cast<int>(stack_.size()) >= kMaxDepth) {
       throw BuildError{absl::StrCat("nesting deeper than ", kMaxDepth, " levels at ", Path(),
                                     "; flatten the document")};
@@ -120,8 +123,9 @@ class TreeBuilder {
         p = ChildPath(p, *f.key);
       }
     }
-    return p.empty() ? "the top level" : p;
+    return p.empty() ? std::string(kTopLevel) : p;
   }
+  static constexpr std::string_view kTopLevel = "the top level";
 
  private:
   void Count(int64_t nodes, int64_t bytes) {
@@ -139,6 +143,9 @@ class TreeBuilder {
 
   void PlaceCounted(Json v) {
     if (stack_.empty()) {
+      // yaml-cpp 0.7 can report values after a document's top-level one (",: 2" makes it
+      // emit nulls without end): a second top-level value is an error, not a new result.
+      if (done_) throw BuildError{"more than one value at the top level of the document"};
       result_ = std::move(v);
       done_ = true;
       return;
@@ -198,6 +205,9 @@ std::string At(std::string_view source, LineCol lc) {
 
 class JsonSax {
  public:
+  // nlohmann's out_of_range.406: "number overflow parsing '1e400'".
+  static constexpr int kNumberOverflow = 406;
+
   explicit JsonSax(TreeBuilder* b) : b_(b) {}
 
   bool null() { return Guard([&] { b_->Scalar(nullptr); }); }
@@ -217,14 +227,26 @@ class JsonSax {
   bool end_object() { return Guard([&] { b_->End(); }); }
   bool start_array(std::size_t) { return Guard([&] { b_->Begin(false); }); }
   bool end_array() { return Guard([&] { b_->End(); }); }
-  bool parse_error(std::size_t position, const std::string&, const nlohmann::detail::exception& ex) {
+  bool parse_error(std::size_t position, const std::string& token,
+                   const nlohmann::detail::exception& ex) {
     parse_error_ = true;
     position_ = position;
+    std::string field = b_->Path();
+    if (ex.id == kNumberOverflow) {
+      // "1e400": strtod gives infinity, which has no JSON form; say which field it was, and
+      // point at the number's first byte (ParseJson reports position - 1).
+      position_ = position >= token.size() ? position - token.size() + 1 : position;
+      error_ = absl::StrCat(field, ": the number ", token,
+                            " is out of range (JSON numbers here must fit a 64-bit float, "
+                            "at most about 1.8e308)");
+      return false;
+    }
     // "[json.exception.parse_error.101] parse error at line 1, column 2: syntax error ..."
     std::string what = ex.what();
     size_t col = what.find("column ");
     size_t colon = col == std::string::npos ? std::string::npos : what.find(": ", col);
     error_ = colon == std::string::npos ? what : what.substr(colon + 2);
+    if (field != TreeBuilder::kTopLevel) absl::StrAppend(&error_, " (in ", field, ")");
     return false;
   }
 
@@ -250,6 +272,8 @@ class JsonSax {
   std::string error_;
 };
 
+}  // namespace
+
 absl::StatusOr<Json> ParseJson(std::string_view text, std::string_view source) {
   TreeBuilder builder;
   JsonSax sax(&builder);
@@ -273,28 +297,9 @@ absl::StatusOr<Json> ParseJson(std::string_view text, std::string_view source) {
   return builder.TakeResult();
 }
 
-// ---- YAML ----
+namespace {
 
-// Offset of the first byte that is not valid UTF-8, or npos.
-size_t FindInvalidUtf8(std::string_view s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
-    if (len == 0 || i + len > s.size()) return i;
-    uint32_t cp = len == 1 ? c : len == 2 ? (c & 0x1F) : len == 3 ? (c & 0x0F) : (c & 0x07);
-    for (size_t k = 1; k < len; ++k) {
-      unsigned char cc = static_cast<unsigned char>(s[i + k]);
-      if ((cc >> 6) != 0x2) return i;
-      cp = (cp << 6) | (cc & 0x3F);
-    }
-    bool overlong = (len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) ||
-                    (len == 4 && cp < 0x10000);
-    if (overlong || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return i;
-    i += len;
-  }
-  return std::string_view::npos;
-}
+// ---- YAML ----
 
 constexpr char kTagPrefix[] = "tag:yaml.org,2002:";
 
@@ -308,6 +313,17 @@ bool IsDigits(std::string_view s, bool (*ok)(char)) {
 bool Dec(char c) { return c >= '0' && c <= '9'; }
 bool Oct(char c) { return c >= '0' && c <= '7'; }
 bool Hex(char c) { return Dec(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
+
+// `d` (parsed from `text`) as JSON. SimpleAtod turns 1e400 into infinity, which JSON cannot
+// hold (it would be written as null): refused, as in JSON documents.
+Json FiniteNumber(std::string_view text, double d) {
+  if (!std::isfinite(d)) {
+    throw BuildError{absl::StrCat("the number ", std::string(text),
+                                  " is out of range (it must fit a 64-bit float, at most "
+                                  "about 1.8e308)")};
+  }
+  return Json(d);
+}
 
 // YAML 1.2 core schema int: [-+]?[0-9]+ | 0o[0-7]+ | 0x[0-9a-fA-F]+.
 std::optional<Json> ResolveInt(std::string_view s) {
@@ -338,7 +354,7 @@ std::optional<Json> ResolveInt(std::string_view s) {
   }
   // Too big for 64 bits: a float, as JSON parsers do.
   double d = 0;
-  if (base == 10 && absl::SimpleAtod(std::string(s), &d)) return Json(d);
+  if (base == 10 && absl::SimpleAtod(std::string(s), &d)) return FiniteNumber(s, d);
   return std::nullopt;
 }
 
@@ -389,7 +405,7 @@ Json ResolveScalar(const std::string& tag, const std::string& value) {
       throw BuildError{absl::StrCat("\"", value, "\" (infinity / not-a-number) has no JSON form")};
     }
     double d = 0;
-    if (LooksLikeFloat(value) && absl::SimpleAtod(value, &d)) return Json(d);
+    if (LooksLikeFloat(value) && absl::SimpleAtod(value, &d)) return FiniteNumber(value, d);
     return std::nullopt;
   };
   if (t == "?") {
@@ -459,6 +475,10 @@ class YamlHandler : public YAML::EventHandler {
   void OnScalar(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
                 const std::string& value) override {
     Guard(mark, [&] {
+      // Escapes such as "\ud800" can make text that is not UTF-8, which JSON cannot hold.
+      if (FindInvalidUtf8(value) != std::string_view::npos) {
+        throw BuildError{"a string is not valid UTF-8 after unescaping (a lone surrogate?)"};
+      }
       if (b_.ExpectingKey()) {
         if (tag == "?") {
           if (value == "<<") {
@@ -563,6 +583,12 @@ absl::StatusOr<Json> ParseYaml(std::string_view text, std::string_view source) {
         absl::StrCat(At(source, LocateOffset(text, bad)), ": invalid UTF-8 byte"),
         "save the file as UTF-8");
   }
+  // YAML streams may not hold NUL, and yaml-cpp takes NUL bytes near the start as UTF-16 or
+  // UTF-32 and "converts" them into strings that are not UTF-8: refused here.
+  if (size_t nul = text.find('\0'); nul != std::string_view::npos) {
+    return InvalidArgument(absl::StrCat(At(source, LocateOffset(text, nul)), ": NUL byte"),
+                           "save the file as UTF-8 text");
+  }
   std::istringstream in{std::string(text)};
   YAML::Mark doc_mark;
   try {
@@ -572,10 +598,13 @@ absl::StatusOr<Json> ParseYaml(std::string_view text, std::string_view source) {
       return InvalidArgument(absl::StrCat(std::string(source), ": is empty"),
                              "write the object's fields, e.g. \"name: buyer\"");
     }
-    // Further documents are refused unless empty (a trailing "---").
+    // Further documents are refused unless empty (a trailing "---"). yaml-cpp 0.7 reports
+    // empty documents without end for some malformed text (",: 2"), hence the bound.
+    constexpr int kMaxEmptyDocuments = 16;
     YamlHandler next;
-    while (parser.HandleNextDocument(next)) {
-      if (next.builder().done() && !next.builder().TakeResult().is_null()) {
+    for (int docs = 0; parser.HandleNextDocument(next); ++docs) {
+      if (docs == kMaxEmptyDocuments ||
+          (next.builder().done() && !next.builder().TakeResult().is_null())) {
         return InvalidArgument(
             absl::StrCat(std::string(source), ": contains more than one YAML document (---)"),
             "put one object per file");
