@@ -1,6 +1,9 @@
 #include "palm/http/server.h"
 
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -177,6 +180,26 @@ bool ServerCore::EvictOldestFresh() {
   return true;
 }
 
+namespace {
+
+// A peer that vanished without a FIN or RST (a host gone, a cable pulled) while we wait on it
+// (a long poll, an SSE or `logs -f` stream with nothing to say) is found by TCP keepalive:
+// probes after 60 s of silence, every 10 s, dropped after 3 unanswered (~90 s), so its
+// session is freed. Best effort: a socket that refuses the options (AF_UNIX in tests) keeps
+// working without them.
+void EnableTcpKeepalive(tcp::socket& socket) {
+  beast::error_code ignored;
+  socket.set_option(asio::socket_base::keep_alive(true), ignored);
+  if (ignored) return;
+  const int fd = socket.native_handle();
+  const int idle_s = 60, interval_s = 10, count = 3;
+  (void)::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle_s, sizeof(idle_s));
+  (void)::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval_s, sizeof(interval_s));
+  (void)::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof(count));
+}
+
+}  // namespace
+
 void ServerCore::Admit(tcp::socket socket, bool out_of_fds, std::string remote) {
   accepted_.fetch_add(1, std::memory_order_relaxed);
   if ((out_of_fds || sessions_.size() >= options_.max_connections) && !EvictOldestFresh()) {
@@ -185,6 +208,7 @@ void ServerCore::Admit(tcp::socket socket, bool out_of_fds, std::string remote) 
   }
   beast::error_code ignored;
   socket.set_option(tcp::no_delay(true), ignored);
+  EnableTcpKeepalive(socket);
   if (remote.empty()) {
     beast::error_code rec;
     auto remote_ep = socket.remote_endpoint(rec);

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -243,6 +244,36 @@ TEST_F(ServerTest, KeepAliveReusesOneConnection) {
   EXPECT_EQ(server_->accepted_connections(), 1u);
   EXPECT_EQ(server_->requests(), 50u);
   EXPECT_EQ(server_->connections(), 1u);
+}
+
+// The server's end of each connection probes a silent peer, so one that vanished without a
+// FIN (a long poll or a stream waiting on it) is eventually dropped and its session freed.
+TEST_F(ServerTest, AcceptedConnectionsUseTcpKeepalive) {
+  Start();
+  RawConn c(server_->port());
+  ASSERT_TRUE(c.connected());
+  c.Send("GET /x HTTP/1.1\r\nHost: a\r\n\r\n");
+  ASSERT_THAT(c.ReadUntil("[/x]"), HasSubstr("[/x]"));  // served: the session exists
+  // The server runs in this process: find its end of the connection among our sockets.
+  int checked = 0;
+  for (int fd = 3; fd < 1024; ++fd) {
+    sockaddr_in local{}, peer{};
+    socklen_t ll = sizeof(local), pl = sizeof(peer);
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &ll) != 0 ||
+        local.sin_family != AF_INET || ntohs(local.sin_port) != server_->port() ||
+        ::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &pl) != 0) {
+      continue;
+    }
+    int on = 0, idle = 0;
+    socklen_t len = sizeof(on);
+    ASSERT_EQ(::getsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, &len), 0);
+    len = sizeof(idle);
+    ASSERT_EQ(::getsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, &len), 0);
+    EXPECT_EQ(on, 1);
+    EXPECT_EQ(idle, 60);
+    ++checked;
+  }
+  EXPECT_EQ(checked, 1);
 }
 
 TEST_F(ServerTest, Http10ClosesAfterResponse) {
