@@ -1,11 +1,11 @@
 // Log burst benchmark (issue #10, item 10), all in one run on the same machine:
 //  (a) throughput: a writer pushing B MiB of 128-byte lines as fast as it can, straight into
-//      an O_APPEND file (the floor), then through a pipe into `palm __log-shim` with a cap
-//      of 10 MiB and 3 kept files (what every agent gets now);
+//      an O_APPEND file (the floor), then through a pipe into `palm __log-service` with a
+//      cap of 10 MiB and 3 kept files (what every agent gets now);
 //  (b) the event loop's worst stall during an agent's B MiB burst, measured as the largest
-//      gap between ticks of a 10 ms steady timer: first as before the shim (the agent writes
-//      the file, the loop copy-truncates it every 5 s), then through ProcessRuntime as it is
-//      now (the agent writes to its shim). The largest log file left is printed too.
+//      gap between ticks of a 10 ms steady timer: first as before the service (the agent
+//      writes the file, the loop copy-truncates it every 5 s), then through ProcessRuntime as
+//      it is now (the agent writes to the log service). The largest log file left is printed.
 // Usage: log_burst_bench PATH/TO/palm [B=1024]
 #include <fcntl.h>
 #include <spawn.h>
@@ -224,15 +224,26 @@ int main(int argc, char** argv) {
   const double unbounded_s = Seconds(Clock::now() - t0);
   Clear(dir);
 
-  // (a) through the shim, until it has written everything and exited.
+  // (a) through the log service (one stream, the daemon gone), until it has written
+  // everything and exited.
   t0 = Clock::now();
-  auto shim = palm::runtime::StartLogShim(palm, {dir + "/shim.log", kCap, kKeep});
+  auto shim = palm::runtime::StartLogService(palm);
   if (!shim.ok()) {
     std::fprintf(stderr, "%s\n", shim.status().ToString().c_str());
     return 1;
   }
-  const bool wrote = WriteBurst(shim->write_fd, mib);
-  ::close(shim->write_fd);
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) return 1;
+  const absl::Status sent =
+      palm::runtime::SendLogStream(shim->control_fd, 1, {dir + "/shim.log", kCap, kKeep}, fds[0]);
+  ::close(fds[0]);
+  ::close(shim->control_fd);
+  if (!sent.ok()) {
+    std::fprintf(stderr, "%s\n", sent.ToString().c_str());
+    return 1;
+  }
+  const bool wrote = WriteBurst(fds[1], mib);
+  ::close(fds[1]);
   int status = 0;
   ::waitpid(shim->pid, &status, 0);
   const double shim_s = Seconds(Clock::now() - t0);
@@ -253,7 +264,7 @@ int main(int argc, char** argv) {
               kKeep);
   std::printf("  (a) writer -> file, rotated by the writer (floor): %6.0f MiB/s\n", m / direct_s);
   std::printf(
-      "      writer -> pipe -> palm __log-shim:            %6.0f MiB/s  (%.2fx the floor;"
+      "      writer -> pipe -> palm __log-service:         %6.0f MiB/s  (%.2fx the floor;"
       " largest file %.1f MiB)\n",
       m / shim_s, direct_s / shim_s, mb(shim_largest));
   std::printf("      writer -> one file, no cap (for reference):   %6.0f MiB/s\n", m / unbounded_s);
@@ -262,7 +273,7 @@ int main(int argc, char** argv) {
       "      before: copy-truncate on the loop every 5 s:  %6.1f ms  (largest file %.1f MiB)\n",
       before_gap, mb(before_largest));
   std::printf(
-      "      after:  log shim, through ProcessRuntime:     %6.1f ms  (largest file %.1f MiB;"
+      "      after:  log service, through ProcessRuntime:  %6.1f ms  (largest file %.1f MiB;"
       " %.0f MiB/s end to end)\n",
       after_gap, mb(after_largest), m / after_s);
   return 0;

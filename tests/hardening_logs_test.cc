@@ -1,6 +1,7 @@
-// Agent logs end to end: a real daemon, a real agent writing bursts through its log shim,
-// and a kill -9 of the daemon in the middle. The size cap holds before and after, the agent
-// never stops logging, and the adopted agent keeps its one shim.
+// Agent logs end to end: a real daemon, a real agent writing bursts through the daemon's log
+// service, and a kill -9 of the daemon in the middle. The size cap holds before and after,
+// the agent never stops logging, and the adopted agent keeps its one writer (the old
+// daemon's service, which serves on until the agent is gone).
 #include <signal.h>
 #include <unistd.h>
 
@@ -54,17 +55,29 @@ std::string Read(const std::string& path) {
   return ss.str();
 }
 
-// Pids of the log shims writing `log_path` (their command lines name it).
-std::vector<int> LogShims(const std::string& log_path) {
+// The agent's stdout ("pipe:[inode]"), or "" when it is not a pipe.
+std::string StdoutPipe(int pid) {
+  std::error_code ec;
+  const std::string out = fs::read_symlink(absl::StrCat("/proc/", pid, "/fd/1"), ec).string();
+  return !ec && out.starts_with("pipe:") ? out : "";
+}
+
+// Pids of the live log services holding `pipe` (an agent's stdout, see StdoutPipe).
+std::vector<int> LogWriters(const std::string& pipe) {
   std::vector<int> pids;
   for (const auto& e : fs::directory_iterator("/proc")) {
     const std::string name = e.path().filename().string();
     if (name.find_first_not_of("0123456789") != std::string::npos) continue;
     std::string cmdline = Read(e.path().string() + "/cmdline");
-    for (char& c : cmdline) c = c == '\0' ? ' ' : c;
-    if (cmdline.find("__log-shim") != std::string::npos &&
-        cmdline.find(" " + log_path + " ") != std::string::npos && ProcessAlive(std::stoi(name))) {
-      pids.push_back(std::stoi(name));
+    if (cmdline.find("__log-service") == std::string::npos || !ProcessAlive(std::stoi(name))) {
+      continue;
+    }
+    std::error_code ec;
+    for (const auto& fd : fs::directory_iterator(e.path() / "fd", ec)) {
+      if (fs::read_symlink(fd.path(), ec).string() == pipe) {
+        pids.push_back(std::stoi(name));
+        break;
+      }
     }
   }
   return pids;
@@ -131,11 +144,13 @@ TEST_F(LogsTest, TheCapHoldsThroughBurstsAndADaemonKill9) {
 
   ASSERT_TRUE(Burst("one"));
   ExpectWithinTheCap(log_path);
-  const std::vector<int> shims = LogShims(log_path);
+  const std::string pipe = StdoutPipe(pid);
+  ASSERT_NE(pipe, "");
+  const std::vector<int> shims = LogWriters(pipe);
   ASSERT_EQ(shims.size(), 1u);
 
   daemon_.Kill9();
-  // Agent and shim run on without the daemon, and the agent keeps logging.
+  // Agent and service run on without the daemon, and the agent keeps logging.
   EXPECT_TRUE(ProcessAlive(pid));
   EXPECT_TRUE(ProcessAlive(shims[0]));
   const int before = LastTick(log_path);
@@ -144,7 +159,7 @@ TEST_F(LogsTest, TheCapHoldsThroughBurstsAndADaemonKill9) {
   daemon_.Start();
   ASSERT_TRUE(daemon_.WaitRunning("chatty", 1));
   EXPECT_EQ(daemon_.Instances("chatty")[0]["pid"], pid);  // adopted, not restarted
-  EXPECT_EQ(LogShims(log_path), shims);                   // and no second shim
+  EXPECT_EQ(LogWriters(pipe), shims);                     // and no second writer
 
   ASSERT_TRUE(Burst("two"));
   ExpectWithinTheCap(log_path);
@@ -156,9 +171,10 @@ TEST_F(LogsTest, TheCapHoldsThroughBurstsAndADaemonKill9) {
   EXPECT_EQ(logs.status, 200u);
   EXPECT_THAT(logs.raw, HasSubstr("tick "));
 
-  // Stopping the instance ends its shim too (EOF once the agent is gone).
+  // Stopping the instance ends its stream (EOF once the agent is gone), and with it the old
+  // daemon's service: its daemon is gone and it has no other stream left.
   ASSERT_EQ(daemon_.Call("DELETE", "/v1/deployments/chatty").status / 100, 2u);
-  EXPECT_TRUE(WaitFor([&] { return !ProcessAlive(pid) && LogShims(log_path).empty(); }));
+  EXPECT_TRUE(WaitFor([&] { return !ProcessAlive(pid) && !ProcessAlive(shims[0]); }));
 }
 
 }  // namespace

@@ -1,4 +1,4 @@
-// A stand-in for `palm __log-shim` so runtime tests need not build the whole daemon.
+// A stand-in for `palm __log-service` so runtime tests need not build the whole daemon.
 #include "palm/runtime/log_shim.h"
 
-int main(int argc, char** argv) { return palm::runtime::RunLogShim(argc, argv); }
+int main(int argc, char** argv) { return palm::runtime::RunLogService(argc, argv); }

@@ -1,12 +1,15 @@
 #include "palm/runtime/log_shim.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -204,31 +207,75 @@ TEST_F(LogShimTest, ARemovedLogIsCreatedAgain) {
   EXPECT_EQ(Read(log_), "after\n");
 }
 
-TEST_F(LogShimTest, BadArgumentsExit2) {
-  const auto run = [](std::vector<std::string> args) {
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    return RunLogShim(static_cast<int>(args.size()), argv.data());
-  };
-  EXPECT_EQ(run({"palm", kLogShimVerb}), 2);                                   // no --path
-  EXPECT_EQ(run({"palm", kLogShimVerb, "--path", "x", "--keep", "-1"}), 2);    // bad keep
-  EXPECT_EQ(run({"palm", kLogShimVerb, "--path", "x", "--max-bytes"}), 2);     // no value
-  EXPECT_EQ(run({"palm", kLogShimVerb, "--path", "x", "--color", "red"}), 2);  // unknown
-}
+// A stream passed to a service: the pipe's write end, the service's pid and its control
+// socket (-1 once closed, as when the daemon is gone).
+struct ServedStream {
+  int write_fd = -1;
+  pid_t pid = 0;
+  int control = -1;
+};
 
-// The shim as the daemon runs it (the binary, started by StartLogShim).
+// The service as the daemon runs it: the binary, started by StartLogService, streams passed
+// by SendLogStream.
 class LogShimProcessTest : public LogShimTest {
  protected:
-  StartedLogShim Start(uint64_t max_bytes, int keep) {
-    absl::StatusOr<StartedLogShim> shim = StartLogShim(PALM_LOG_SHIM, {log_, max_bytes, keep});
-    EXPECT_TRUE(shim.ok()) << shim.status();
-    return shim.value_or(StartedLogShim{});
+  // Starts a service and passes it one stream on `path` (default: log_). With
+  // close_control, the service exits once that stream reaches EOF.
+  ServedStream Start(uint64_t max_bytes, int keep, bool close_control = true,
+                     std::string path = "") {
+    absl::StatusOr<StartedLogService> service = StartLogService(PALM_LOG_SHIM);
+    EXPECT_TRUE(service.ok()) << service.status();
+    if (!service.ok()) return {};
+    ServedStream s{-1, service->pid, service->control_fd};
+    s.write_fd = Pass(s.control, 1, path.empty() ? log_ : path, max_bytes, keep);
+    if (close_control) {
+      ::close(s.control);
+      s.control = -1;
+    }
+    return s;
+  }
+
+  // Passes a new pipe for `path` to the service on `control`; returns its write end.
+  int Pass(int control, uint64_t token, const std::string& path, uint64_t max_bytes, int keep) {
+    int fds[2];
+    EXPECT_EQ(::pipe2(fds, O_CLOEXEC), 0);
+    const absl::Status sent = SendLogStream(control, token, {path, max_bytes, keep}, fds[0]);
+    EXPECT_TRUE(sent.ok()) << sent;
+    ::close(fds[0]);
+    return fds[1];
   }
 };
 
+// The acknowledgement the daemon waits for: "closed <token>" once the pipe reached EOF and
+// what was read is written; a malformed message is dropped and the service serves on.
+TEST_F(LogShimProcessTest, AcknowledgesAStreamsEofAfterWritingIt) {
+  ServedStream s = Start(kMiB, 3, /*close_control=*/false);
+  ASSERT_GT(s.pid, 0);
+  int junk[2];
+  ASSERT_EQ(::pipe2(junk, O_CLOEXEC), 0);
+  ASSERT_TRUE(SendLogStream(s.control, 7, {"relative/path", kMiB, 3}, junk[0]).ok());
+  ::close(junk[0]);
+  ::close(junk[1]);
+  const std::string lines = Lines(0, 1000);
+  ASSERT_TRUE(WriteAll(s.write_fd, lines.data(), lines.size()));
+  ::close(s.write_fd);
+  pollfd p{s.control, POLLIN, 0};
+  ASSERT_EQ(::poll(&p, 1, 60000), 1);
+  char ack[64];
+  const ssize_t n = ::recv(s.control, ack, sizeof(ack), 0);
+  ASSERT_GT(n, 0);
+  EXPECT_EQ(std::string(ack, n), "closed 1");
+  EXPECT_EQ(Read(log_), lines);  // all written when acknowledged
+  // Still serving (the control socket is open), until the daemon hangs up.
+  EXPECT_EQ(::waitpid(s.pid, nullptr, WNOHANG), 0);
+  ::close(s.control);
+  const int status = WaitExit(s.pid);
+  ASSERT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+}
+
 TEST_F(LogShimProcessTest, ExitsAtEofWithEverythingWritten) {
-  StartedLogShim shim = Start(kMiB, 3);
+  ServedStream shim = Start(kMiB, 3);
   ASSERT_GT(shim.pid, 0);
   // Its own process group, not ours (nor, in the runtime, the agent's).
   EXPECT_EQ(::getpgid(shim.pid), shim.pid);
@@ -252,7 +299,7 @@ TEST_F(LogShimProcessTest, ExitsAtEofWithEverythingWritten) {
 }
 
 TEST_F(LogShimProcessTest, StartFailsClearlyForAMissingExecutable) {
-  absl::StatusOr<StartedLogShim> shim = StartLogShim("/nonexistent/palm", {log_, kMiB, 3});
+  absl::StatusOr<StartedLogService> shim = StartLogService("/nonexistent/palm");
   ASSERT_FALSE(shim.ok());
   EXPECT_EQ(shim.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_NE(shim.status().message().find("/nonexistent/palm"), std::string::npos);
@@ -269,11 +316,37 @@ TEST_F(LogShimProcessTest, AGigabyteBurstKeepsEveryFileWithinTheCap) {
   const uint64_t lines = total_bytes / kLineBytes;
   constexpr uint64_t kCap = 10 * kMiB;
   constexpr int kKeep = 3;
-  StartedLogShim shim = Start(kCap, kKeep);
+  ServedStream shim = Start(kCap, kKeep, /*close_control=*/false);
   ASSERT_GT(shim.pid, 0);
+  // A second agent's stream, to another log, through the same service at the same time.
+  const fs::path other_dir = dir_ / "other";
+  fs::create_directory(other_dir);
+  const std::string other = (other_dir / "b.log").string();
+  constexpr uint64_t kOtherCap = kMiB;
+  constexpr uint64_t kOtherLines = 4 * kMiB / kLineBytes;
+  const int other_fd = Pass(shim.control, 2, other, kOtherCap, 2);
+  ::close(shim.control);  // the daemon is gone: the service serves on, exits after both
   const auto t0 = Clock::now();
-  WriteLines(shim.write_fd, lines);
-  ::close(shim.write_fd);
+  std::atomic<bool> burst_done = false;
+  std::thread burst([&] {
+    WriteLines(shim.write_fd, lines);
+    ::close(shim.write_fd);
+    burst_done = true;
+  });
+  // Not starved: its lines are all written while the burst is still going on.
+  WriteLines(other_fd, kOtherLines);
+  ::close(other_fd);
+  const std::string last = Lines(kOtherLines - 1, 1);
+  const auto deadline = Clock::now() + std::chrono::seconds(120);
+  while (!Read(other).ends_with(last) && Clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  const bool other_done_first = !burst_done;
+  EXPECT_TRUE(Read(other).ends_with(last));
+  burst.join();
+  if (total_bytes >= 256 * kMiB) {
+    EXPECT_TRUE(other_done_first) << "the bursting stream starved the other one";
+  }
   const int status = WaitExit(shim.pid, std::chrono::seconds(150));
   const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   ASSERT_TRUE(WIFEXITED(status)) << status;
@@ -282,8 +355,12 @@ TEST_F(LogShimProcessTest, AGigabyteBurstKeepsEveryFileWithinTheCap) {
               static_cast<double>(total_bytes) / kMiB, seconds,
               static_cast<double>(total_bytes) / kMiB / seconds);
 
-  EXPECT_EQ(Files(dir_),
-            (std::set<std::string>{"agent.log", "agent.log.1", "agent.log.2", "agent.log.3"}));
+  EXPECT_EQ(Files(dir_), (std::set<std::string>{"agent.log", "agent.log.1", "agent.log.2",
+                                                 "agent.log.3", "other"}));
+  EXPECT_EQ(Files(other_dir), (std::set<std::string>{"b.log", "b.log.1", "b.log.2"}));
+  for (const std::string name : {".2", ".1", ""}) {
+    EXPECT_LE(fs::file_size(other + name), kOtherCap) << other + name;
+  }
   std::string kept;
   for (const std::string name : {".3", ".2", ".1", ""}) {
     const std::string path = log_ + name;
@@ -306,8 +383,8 @@ TEST_F(LogShimProcessTest, AGigabyteBurstKeepsEveryFileWithinTheCap) {
 // holds the old pipe) still hold the cap: each checks the real size, rotations are locked.
 TEST_F(LogShimProcessTest, TwoShimsOnOneLogStillHoldTheCap) {
   constexpr uint64_t kCap = 4 * kMiB;
-  StartedLogShim a = Start(kCap, 2);
-  StartedLogShim b = Start(kCap, 2);
+  ServedStream a = Start(kCap, 2);
+  ServedStream b = Start(kCap, 2);
   ASSERT_GT(a.pid, 0);
   ASSERT_GT(b.pid, 0);
   std::thread wa([&] { WriteLines(a.write_fd, 64 * kMiB / kLineBytes); });

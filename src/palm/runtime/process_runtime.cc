@@ -173,8 +173,8 @@ class ProcessRuntime final : public Runtime {
         shim_path_(options_.limits_shim_path.empty() ? SelfExe() : options_.limits_shim_path),
         boot_id_(options_.boot_id.empty() ? ReadBootId() : options_.boot_id),
         cgroups_(Cgroups::Detect({.enabled = options_.cgroups, .parent = options_.cgroup_parent})),
-        log_shims_(io, options_.log_shim_path.empty() ? SelfExe() : options_.log_shim_path,
-                   options_.log_max_bytes, options_.log_keep),
+        log_service_(io, options_.log_shim_path.empty() ? SelfExe() : options_.log_shim_path,
+                     options_.log_max_bytes, options_.log_keep),
         rotate_timer_(io),
         removal_timer_(io) {
     if (cgroups_->available()) {
@@ -232,8 +232,8 @@ class ProcessRuntime final : public Runtime {
     const std::string& path_env = path_it != req.env.end() ? path_it->second : daemon_path_;
     PALM_ASSIGN_OR_RETURN(std::string program, ResolveCommand(req.argv[0], path_env, req.workdir));
     PALM_RETURN_IF_ERROR(EnsureLogDir(req.log_path));
-    // stdout and stderr: the pipe to the instance's log shim, or the log itself (log_shim.h).
-    PALM_ASSIGN_OR_RETURN(AgentOutput out, log_shims_.Open(req.instance_id, req.log_path));
+    // stdout and stderr: a pipe to the log service, or the log itself (log_shim.h).
+    PALM_ASSIGN_OR_RETURN(AgentOutput out, log_service_.Open(req.instance_id, req.log_path));
 
     // Limits: the instance's own cgroup when we can make one, else rlimits.
     Spawned id;
@@ -305,8 +305,8 @@ class ProcessRuntime final : public Runtime {
     pid_t pid = 0;
     // glibc runs the child with CLONE_VFORK and returns its exec/chdir/open errno here.
     const int err = ::posix_spawn(&pid, exe, fa.get(), &attr_, argv.data(), envp.data());
-    // Only the agent may hold the pipe's write end: its shim then sees EOF when the agent's
-    // output is closed (at once when the spawn failed), flushes and exits.
+    // Only the agent may hold the pipe's write end: the log service then sees EOF when the
+    // agent's output is closed (at once when the spawn failed) and closes the stream.
     out.Close();
     if (err != 0) {
       if (!cgroup_dirs.empty()) RemoveCgroupLater(cgroup);
@@ -360,8 +360,8 @@ class ProcessRuntime final : public Runtime {
     // Its cgroup, when it was started in one (found by its path).
     const std::string cgroup = CgroupName(instance_id);
     const bool in_cgroup = cgroups_->available() && cgroups_->Contains(cgroup, pid.pid);
-    // Its log shim, started by the earlier daemon, runs on; an agent started by a palm
-    // without shims writes the log itself, which is then rotated here.
+    // Its log writer (the earlier daemon's log service, or an older palm's shim) runs on; an
+    // agent started by a palm without either writes the log itself, rotated here then.
     if (!StdoutIsPipe(pid.pid)) direct_logs_.insert(instance_id);
     Watch(instance_id, pid, pidfd, log_path, in_cgroup ? cgroup : "");
     return absl::OkStatus();
@@ -426,7 +426,7 @@ class ProcessRuntime final : public Runtime {
     ExitStatus status;
     int settle_polls = 0;
     asio::steady_timer settle_timer;
-    bool log_drained = false;  // its log shim was waited for
+    bool log_drained = false;  // its log stream was waited for
   };
 
   void Watch(const std::string& instance_id, const ProcessId& pid, int pidfd,
@@ -509,14 +509,15 @@ class ProcessRuntime final : public Runtime {
       PALM_LOG(kWarning, "instance ", w->instance_id, ": processes of cgroup ", w->cgroup,
                " survive SIGKILL (uninterruptible sleep?); reporting the exit anyway");
     }
-    // Then its log shim, which exits once it has written everything the instance wrote: the
-    // log is complete when the exit is reported, and a respawn's shim never races this one.
+    // Then its log stream, which the service acknowledges once it has written everything the
+    // instance wrote: the log is complete when the exit is reported, and a respawn's stream
+    // never races this one.
     if (!w->log_drained) {
       w->log_drained = true;
       const auto settle = [this, weak = std::weak_ptr<WatchState>(w)] {
         if (auto w = weak.lock()) Settle(w);
       };
-      if (log_shims_.WhenDrained(w->instance_id, kLogShimDrainBound, settle)) return;
+      if (log_service_.WhenDrained(w->instance_id, kLogShimDrainBound, settle)) return;
     }
     if (!w->cgroup.empty()) RemoveCgroupLater(w->cgroup);
     const std::string instance_id = w->instance_id;
@@ -642,7 +643,7 @@ class ProcessRuntime final : public Runtime {
   posix_spawnattr_t attr_;
   ExitCallback exit_cb_;
   absl::flat_hash_map<std::string, std::shared_ptr<WatchState>> watches_;
-  LogShims log_shims_;
+  LogService log_service_;
   absl::flat_hash_set<std::string> direct_logs_;  // instances whose agent writes its log
   std::unique_ptr<asio::thread_pool> rotator_;     // copy-truncates direct logs, made on need
   bool rotation_running_ = false;

@@ -11,10 +11,12 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -59,6 +61,43 @@ bool Eventually(const std::function<bool()>& pred) {
   return true;
 }
 
+// Live log services (their command line says so) that are our children.
+std::set<int> OurLogServices() {
+  std::set<int> pids;
+  for (const auto& e : fs::directory_iterator("/proc")) {
+    const std::string name = e.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::string cmdline = Read(e.path() / "cmdline");  // empty for a zombie
+    if (cmdline.find("__log-service") == std::string::npos) continue;
+    const std::string stat = Read(e.path() / "stat");
+    int ppid = 0;
+    if (const size_t paren = stat.rfind(')'); paren != std::string::npos) {
+      std::sscanf(stat.c_str() + paren + 2, "%*c %d", &ppid);
+    }
+    if (ppid == getpid()) pids.insert(std::stoi(name));
+  }
+  return pids;
+}
+
+// The pid of the log service reading `agent`'s stdout (it holds the pipe's other end, once
+// it has received it), or 0 when none does by the deadline.
+int FindLogService(int agent) {
+  std::error_code ec;
+  const std::string out =
+      fs::read_symlink("/proc/" + std::to_string(agent) + "/fd/1", ec).string();
+  if (ec || !out.starts_with("pipe:")) return 0;
+  int found = 0;
+  Eventually([&] {
+    for (const int pid : OurLogServices()) {
+      for (const auto& fd : fs::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec)) {
+        if (fs::read_symlink(fd.path(), ec).string() == out) found = pid;
+      }
+    }
+    return found != 0;
+  });
+  return found;
+}
+
 // A fresh directory for one test, unique even across concurrent runs of this binary.
 std::filesystem::path MakeTempDir() {
   std::string tmpl = ::testing::TempDir() + "/palm_runtime_test_XXXXXX";
@@ -81,9 +120,17 @@ class ProcessRuntimeTest : public ::testing::Test {
   void TearDown() override {
     // Leave no process behind, even when a test failed half-way.
     for (int pid : to_kill_) kill(-pid, SIGKILL), kill(pid, SIGKILL);
+    const std::set<int> services = OurLogServices();
     rt_.reset();
     // SIGKILLed, so this returns promptly; ECHILD for those already reaped or not ours.
     for (int pid : to_kill_) waitpid(pid, nullptr, 0);
+    // The log service outlives the runtime until its pipes close (the agents are dead).
+    for (int pid : services) {
+      if (!Eventually([&] { return waitpid(pid, nullptr, WNOHANG) != 0; })) {
+        kill(pid, SIGKILL);
+        waitpid(pid, nullptr, 0);
+      }
+    }
     std::error_code ec;
     fs::remove_all(dir_, ec);
   }
@@ -588,21 +635,6 @@ TEST_F(ProcessRuntimeTest, AdoptAGoneProcess) {
   EXPECT_EQ(rt_->Watched(), 0u);
 }
 
-// The pid of the log shim writing `log_path` (its command line names it), or 0.
-int FindLogShim(const std::string& log_path) {
-  for (const auto& e : fs::directory_iterator("/proc")) {
-    const std::string name = e.path().filename().string();
-    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::string cmdline = Read(e.path() / "cmdline");
-    std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
-    if (cmdline.find("__log-shim") != std::string::npos &&
-        cmdline.find(" " + log_path + " ") != std::string::npos) {
-      return std::stoi(name);
-    }
-  }
-  return 0;
-}
-
 bool Exists(int pid) { return fs::exists("/proc/" + std::to_string(pid)); }
 
 TEST_F(ProcessRuntimeTest, TheLogShimRotatesAtTheCap) {
@@ -654,16 +686,19 @@ TEST_F(ProcessRuntimeTest, WithoutACapTheAgentWritesItsLogItself) {
   auto pid = Spawn(req);
   ASSERT_TRUE(pid.ok()) << pid.status();
   EXPECT_EQ(fs::read_symlink("/proc/" + std::to_string(pid->pid) + "/fd/1"), req.log_path);
-  EXPECT_EQ(FindLogShim(req.log_path), 0);
+  EXPECT_EQ(FindLogService(pid->pid), 0);
 }
 
 TEST_F(ProcessRuntimeTest, AnUnwritableLogIsASpawnError) {
   SpawnRequest req = Request("a-001", {"true"});
   fs::create_directories(req.log_path);  // a directory where the log should be
+  const std::set<int> before = OurLogServices();
   auto pid = Spawn(req);
   ASSERT_FALSE(pid.ok());
   EXPECT_THAT(std::string(pid.status().message()), HasSubstr(req.log_path));
-  EXPECT_EQ(FindLogShim(req.log_path), 0);
+  const std::set<int> after = OurLogServices();
+  EXPECT_TRUE(std::includes(before.begin(), before.end(), after.begin(), after.end()))
+      << "a log service was started for a spawn that failed";
 }
 
 // The defect: a burst left one rotated file of its own size, and rotation (a copy on the
@@ -680,8 +715,9 @@ TEST_F(ProcessRuntimeTest, ABurstStaysWithinTheCapAndTheLoopKeepsTicking) {
   NewRuntime(options);
   SpawnRequest req = Request(
       "a-001", {"sh", "-c", "yes 0123456789abcdefghijklmnopqrstuvwxyz | head -c 268435456; echo LAST"});
-  ASSERT_TRUE(Spawn(req).ok());
-  const int shim = FindLogShim(req.log_path);
+  auto agent = Spawn(req);
+  ASSERT_TRUE(agent.ok()) << agent.status();
+  const int shim = FindLogService(agent->pid);
   ASSERT_GT(shim, 0);
 
   boost::asio::steady_timer tick(io_);
@@ -714,8 +750,10 @@ TEST_F(ProcessRuntimeTest, ABurstStaysWithinTheCapAndTheLoopKeepsTicking) {
   // Generous for a loaded 2-core CI box (the loop does no log I/O at all now).
   EXPECT_LT(max_gap, std::chrono::milliseconds(500))
       << std::chrono::duration_cast<std::chrono::milliseconds>(max_gap).count() << " ms";
-  // The shim exited after the agent, and was reaped (no zombie left).
-  EXPECT_TRUE(RunUntil([&] { return !Exists(shim); }));
+  // The service lives on for the next spawn; once the runtime is gone it exits (its last
+  // stream is closed) and the zombie is ours to reap here.
+  rt_.reset();
+  EXPECT_TRUE(Eventually([&] { return waitpid(shim, nullptr, WNOHANG) == shim; }));
 }
 
 // Stopping an instance kills its process group; the shim is not in it, so it still writes
@@ -727,7 +765,7 @@ TEST_F(ProcessRuntimeTest, KillingTheAgentsGroupLeavesTheShimToFlush) {
                 "touch " + (dir_ / "written").string() + "; exec sleep 30"});
   auto pid = Spawn(req);
   ASSERT_TRUE(pid.ok()) << pid.status();
-  const int shim = FindLogShim(req.log_path);
+  const int shim = FindLogService(pid->pid);
   ASSERT_GT(shim, 0);
   EXPECT_EQ(getpgid(shim), shim);  // its own group ...
   EXPECT_NE(getpgid(shim), getpgid(pid->pid));  // ... not the agent's
@@ -743,7 +781,27 @@ TEST_F(ProcessRuntimeTest, KillingTheAgentsGroupLeavesTheShimToFlush) {
   std::string want;
   for (int i = 0; i < 1000; ++i) want += "line-" + std::to_string(i) + "\n";
   EXPECT_EQ(Read(req.log_path), want);
-  EXPECT_TRUE(RunUntil([&] { return !Exists(shim); }));
+  EXPECT_TRUE(Running(shim));  // the service serves on, for the next spawns
+}
+
+// One service for all agents; when it dies, the next spawn starts another (and the old one
+// is reaped).
+TEST_F(ProcessRuntimeTest, OneLogServiceForAllAgentsReplacedWhenItDies) {
+  auto a = Spawn(Request("a-001", {"sleep", "30"}));
+  auto b = Spawn(Request("a-002", {"sleep", "30"}));
+  ASSERT_TRUE(a.ok() && b.ok());
+  const int service = FindLogService(a->pid);
+  ASSERT_GT(service, 0);
+  EXPECT_EQ(FindLogService(b->pid), service);
+  ASSERT_EQ(kill(service, SIGKILL), 0);
+  ASSERT_TRUE(RunUntil([&] { return !Exists(service); }));  // reaped by the runtime
+  SpawnRequest req = Request("a-003", {"sh", "-c", "echo hello; exec sleep 30"});
+  auto c = Spawn(req);
+  ASSERT_TRUE(c.ok()) << c.status();
+  const int next = FindLogService(c->pid);
+  EXPECT_GT(next, 0);
+  EXPECT_NE(next, service);
+  EXPECT_TRUE(RunUntil([&] { return Read(req.log_path) == "hello\n"; }));
 }
 
 TEST_F(ProcessRuntimeTest, ExitIsObservedPromptly) {
