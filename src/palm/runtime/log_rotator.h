@@ -1,6 +1,6 @@
 // Size-capped rotation by copy-truncate, for the logs an agent writes itself: normally the
-// instance's log shim owns the file and rotates it exactly (log_shim.h); this is the fallback
-// when a shim could not start, or for an agent adopted from a palm without shims. Such an
+// daemon's log service owns the file and rotates it exactly (log_shim.h); this is the fallback
+// when the service could not start, or for an agent adopted from a palm without one. Such an
 // agent holds its log open with O_APPEND and never reopens it, so the live file is copied
 // aside and truncated in place; the agent's next write lands at the new end (offset 0).
 // Bytes written between the copy and the truncate are lost, the known price of copy-truncate

@@ -156,7 +156,7 @@ std::string SelfExe() {
   return ec ? std::string("/proc/self/exe") : path.string();
 }
 
-// Whether `pid`'s stdout is a pipe (its log shim's) rather than the log file itself; true
+// Whether `pid`'s stdout is a pipe (to a log service or shim) rather than the log file; true
 // when we cannot tell, so a log is never rotated from two sides.
 bool StdoutIsPipe(int pid) {
   char target[64];

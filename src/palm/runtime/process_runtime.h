@@ -1,6 +1,7 @@
 // The real Runtime: posix_spawn (never fork), one process group per agent,
-// exits observed through pidfds on the event loop, each agent's output piped to its own log
-// shim process, which writes the log file and rotates it at a size cap (log_shim.h).
+// exits observed through pidfds on the event loop, each agent's output piped to the daemon's
+// one log service process, which writes the log files and rotates them at a size cap
+// (log_shim.h).
 //
 // Cgroups: when the daemon can create cgroups (see cgroup.h), each instance runs in its own
 // group <hierarchy>/<daemon's cgroup>/<cgroup_parent>/<instance> that holds its memory_mb
@@ -45,15 +46,15 @@ namespace palm::runtime {
 
 struct ProcessRuntimeOptions {
   // Logs are rotated to <log>.1 (older ones shifted to .2 ...) when they would pass this,
-  // by the instance's log shim ("palm __log-shim", see log_shim.h), which holds the cap
-  // exactly. 0 = never rotate: the agent then appends to the log itself, without a shim.
+  // by the daemon's log service ("palm __log-service", see log_shim.h), which holds the cap
+  // exactly. 0 = never rotate: the agent then appends to the log itself, without the service.
   uint64_t log_max_bytes = 10 * 1024 * 1024;
   int log_keep = 3;  // rotated files kept (0 = truncate only)
-  // The log shim's executable, run as "<path> __log-shim ..."; "" = readlink(/proc/self/exe).
+  // The log service's executable, run as "<path> __log-service"; "" = readlink(/proc/self/exe).
   std::string log_shim_path;
-  // Only for an agent writing its log directly (its shim could not start, or it was adopted
-  // from a palm without shims): how often its size is checked; it is then copy-truncated off
-  // the event loop. <= 0 = never.
+  // Only for an agent writing its log directly (the service could not start or was behind,
+  // or it was adopted from a palm without a log writer): how often its size is checked; it
+  // is then copy-truncated off the event loop. <= 0 = never.
   absl::Duration log_check_period = absl::Seconds(5);
   // Executable that joins cgroups and applies rlimits, then execs the agent ("palm
   // __exec-limits ..."); used when a SpawnRequest has limits or cgroups are in use, since
