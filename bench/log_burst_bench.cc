@@ -170,7 +170,7 @@ bool AfterStall(const std::string& palm, const std::string& dir, uint64_t mib, d
   options.log_keep = kKeep;
   options.log_shim_path = palm;
   options.limits_shim_path = palm;
-  options.cgroups = false;
+  options.cgroups = palm::runtime::CgroupUse::kOff;
   auto rt = palm::runtime::NewProcessRuntime(io, options);
   bool exited = false;
   rt->SetExitCallback([&](const std::string&, palm::runtime::ExitStatus) { exited = true; });

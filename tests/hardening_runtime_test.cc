@@ -56,6 +56,14 @@ class HardeningTest : public ::testing::Test {
   void ProbeLeavingASetsidChild();
   void AgentLeavingWorkersAndItsPort();
 
+  // Restarts the daemon with PALM_CGROUPS=`use` (off | limited | all).
+  void RestartWithCgroups(const char* use) {
+    daemon_.Terminate();
+    ::setenv("PALM_CGROUPS", use, 1);
+    daemon_.Start();
+    ::unsetenv("PALM_CGROUPS");
+  }
+
   size_t LiveOf(const std::string& pid_file) {
     size_t n = 0;
     for (int pid : ReadPids(pid_file)) n += ProcessAlive(pid) ? 1 : 0;
@@ -117,15 +125,13 @@ void HardeningTest::ProbeLeavingASetsidChild() {
 }
 
 TEST_F(HardeningTest, AnExecProbeLeavingASetsidChildDoesNotFreezeTheDaemon) {
+  RestartWithCgroups("all");  // every instance in a cgroup, not only limited ones
   ProbeLeavingASetsidChild();
 }
 
 TEST_F(HardeningTest, AnExecProbeLeavingASetsidChildDoesNotFreezeTheDaemonWithoutCgroups) {
   // Without a cgroup nothing kills the child before the probe's output is read.
-  daemon_.Terminate();
-  ::setenv("PALM_CGROUPS", "off", 1);
-  daemon_.Start();
-  ::unsetenv("PALM_CGROUPS");
+  RestartWithCgroups("off");
   ProbeLeavingASetsidChild();
 }
 
@@ -181,14 +187,22 @@ void HardeningTest::AgentLeavingWorkersAndItsPort() {
       << LiveOf(pids) << " of " << ReadPids(pids).size() << " workers still live";
 }
 
-TEST_F(HardeningTest, AnAgentsWorkersAndItsPortDieWithIt) { AgentLeavingWorkersAndItsPort(); }
+TEST_F(HardeningTest, AnAgentsWorkersAndItsPortDieWithIt) {
+  RestartWithCgroups("all");
+  AgentLeavingWorkersAndItsPort();
+}
 
 TEST_F(HardeningTest, AnAgentsWorkersAndItsPortDieWithItWithoutCgroups) {
-  daemon_.Terminate();
-  ::setenv("PALM_CGROUPS", "off", 1);  // process groups alone
-  daemon_.Start();
-  ::unsetenv("PALM_CGROUPS");
+  RestartWithCgroups("off");  // process groups alone
   AgentLeavingWorkersAndItsPort();
+}
+
+TEST_F(HardeningTest, AnAgentWithoutLimitsGetsNoCgroupByDefault) {
+  daemon_.RegisterSpec({{"name", "plain"}, {"version", "1.0.0"}, {"command", {"sleep", "1000"}}});
+  daemon_.CreateDeployment({{"name", "plain"}, {"spec", "plain@1.0.0"}, {"replicas", 1}});
+  ASSERT_TRUE(daemon_.WaitRunning("plain", 1));
+  const Json in = daemon_.Call("GET", "/v1/instances/plain-001").body;
+  EXPECT_EQ(in["limits"]["enforced_by"], "none") << in.dump();
 }
 
 TEST_F(HardeningTest, TheInstanceSaysWhatEnforcesItsLimitsAndKeepsItAcrossARestart) {

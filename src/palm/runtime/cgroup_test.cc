@@ -139,7 +139,7 @@ class CgroupRuntimeTest : public ::testing::Test {
     rt_.reset();
     ProcessRuntimeOptions options;
     options.limits_shim_path = PALM_LIMITS_SHIM;
-    options.cgroups = cgroups;
+    options.cgroups = cgroups ? CgroupUse::kAll : CgroupUse::kOff;
     options.cgroup_parent = parent_;
     options.exec_probes_use_cgroups = false;
     options.log_max_bytes = 0;  // agents write their logs themselves: no log shim

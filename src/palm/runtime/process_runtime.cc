@@ -172,14 +172,14 @@ class ProcessRuntime final : public Runtime {
         options_(std::move(options)),
         shim_path_(options_.limits_shim_path.empty() ? SelfExe() : options_.limits_shim_path),
         boot_id_(options_.boot_id.empty() ? ReadBootId() : options_.boot_id),
-        cgroups_(Cgroups::Detect({.enabled = options_.cgroups, .parent = options_.cgroup_parent})),
+        cgroups_(Cgroups::Detect({.enabled = options_.cgroups != CgroupUse::kOff, .parent = options_.cgroup_parent})),
         log_service_(io, options_.log_shim_path.empty() ? SelfExe() : options_.log_shim_path,
                      options_.log_max_bytes, options_.log_keep),
         rotate_timer_(io),
         removal_timer_(io) {
     if (cgroups_->available()) {
       PALM_LOG(kInfo, "instances run in cgroups (", std::string(ToString(cgroups_->version())), ")");
-    } else if (options_.cgroups) {
+    } else if (options_.cgroups != CgroupUse::kOff) {
       PALM_LOG(kInfo, "limits by rlimits: cannot use cgroups: ", cgroups_->reason());
     }
     if (options_.exec_probes_use_cgroups && cgroups_->available()) {
@@ -241,7 +241,8 @@ class ProcessRuntime final : public Runtime {
     rlimits.cpu.reset();
     std::vector<std::string> cgroup_dirs;
     const std::string cgroup = CgroupName(req.instance_id);
-    if (cgroups_->available()) {
+    const bool limited = req.limits.memory_mb || req.limits.max_procs || req.limits.cpu;
+    if (cgroups_->available() && (limited || options_.cgroups == CgroupUse::kAll)) {
       absl::StatusOr<std::vector<std::string>> dirs = cgroups_->Create(
           cgroup, {req.limits.memory_mb, req.limits.max_procs, req.limits.cpu});
       if (dirs.ok()) {
@@ -660,8 +661,17 @@ class ProcessRuntime final : public Runtime {
 
 std::unique_ptr<Runtime> NewProcessRuntime(boost::asio::io_context& io,
                                            ProcessRuntimeOptions options) {
-  if (const char* v = std::getenv("PALM_CGROUPS"); v != nullptr && std::string_view(v) == "off") {
-    options.cgroups = false;
+  if (const char* v = std::getenv("PALM_CGROUPS"); v != nullptr && *v != '\0') {
+    const std::string_view use(v);
+    if (use == "off") {
+      options.cgroups = CgroupUse::kOff;
+    } else if (use == "limited") {
+      options.cgroups = CgroupUse::kLimited;
+    } else if (use == "all") {
+      options.cgroups = CgroupUse::kAll;
+    } else {
+      PALM_LOG(kWarning, "PALM_CGROUPS=", std::string(use), " is not off, limited or all: ignored");
+    }
   }
   if (const char* v = std::getenv("PALM_CGROUP_PARENT"); v != nullptr && *v != '\0') {
     options.cgroup_parent = v;

@@ -44,6 +44,8 @@
 
 namespace palm::runtime {
 
+enum class CgroupUse { kOff, kLimited, kAll };
+
 struct ProcessRuntimeOptions {
   // Logs are rotated to <log>.1 (older ones shifted to .2 ...) when they would pass this,
   // by the daemon's log service ("palm __log-service", see log_shim.h), which holds the cap
@@ -60,8 +62,13 @@ struct ProcessRuntimeOptions {
   // __exec-limits ..."); used when a SpawnRequest has limits or cgroups are in use, since
   // posix_spawn can do neither itself.
   std::string limits_shim_path;  // "" = readlink(/proc/self/exe)
-  // Cgroups: false forces rlimits. Environment PALM_CGROUPS=off does the same.
-  bool cgroups = true;
+  // Which instances get a cgroup of their own (when the daemon can create cgroups):
+  // kLimited (the default) those whose spec sets resources.memory_mb, max_procs or cpu;
+  // kAll every instance, which also catches the setsid'd descendants of agents without
+  // limits, at the price of the shim's exec and the cgroup writes on every spawn (the spawn
+  // benchmark in docs/performance.md); kOff none: limits by rlimits. Environment
+  // PALM_CGROUPS=off|limited|all overrides it.
+  CgroupUse cgroups = CgroupUse::kLimited;
   // Parent of the instances' groups below the daemon's own cgroup ("/x" = below the root).
   // One daemon per parent: a group that exists at Spawn is taken as an earlier run's and its
   // processes are killed. Environment PALM_CGROUP_PARENT overrides it.

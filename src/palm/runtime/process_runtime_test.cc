@@ -139,7 +139,7 @@ class ProcessRuntimeTest : public ::testing::Test {
   // cgroups).
   void NewRuntime(ProcessRuntimeOptions options) {
     options.limits_shim_path = PALM_LIMITS_SHIM;
-    options.cgroups = false;
+    options.cgroups = CgroupUse::kOff;
     if (options.log_shim_path.empty()) options.log_shim_path = PALM_LOG_SHIM;
     rt_ = NewProcessRuntime(io_, options);
     rt_->SetExitCallback([this](const std::string& id, ExitStatus st) {
@@ -802,6 +802,26 @@ TEST_F(ProcessRuntimeTest, OneLogServiceForAllAgentsReplacedWhenItDies) {
   EXPECT_GT(next, 0);
   EXPECT_NE(next, service);
   EXPECT_TRUE(RunUntil([&] { return Read(req.log_path) == "hello\n"; }));
+}
+
+// Idle (no stream open), the runtime does not watch the service; one that died meanwhile is
+// found by the next spawn (sendmsg fails), replaced at once, and reaped.
+TEST_F(ProcessRuntimeTest, ALogServiceThatDiedWhileIdleIsReplacedByTheNextSpawn) {
+  auto a = Spawn(Request("a-001", {"sleep", "30"}));
+  ASSERT_TRUE(a.ok()) << a.status();
+  const int service = FindLogService(a->pid);
+  ASSERT_GT(service, 0);
+  ASSERT_TRUE(rt_->Signal("a-001", SIGKILL).ok());
+  ASSERT_TRUE(RunUntilExits(1));  // its stream closed: idle now
+  ASSERT_EQ(kill(service, SIGKILL), 0);
+  ASSERT_TRUE(Eventually([&] { return !Running(service); }));
+  SpawnRequest req = Request("a-002", {"sh", "-c", "echo again; exec sleep 30"});
+  auto b = Spawn(req);
+  ASSERT_TRUE(b.ok()) << b.status();
+  const int next = FindLogService(b->pid);
+  EXPECT_GT(next, 0);  // through a service, not written directly
+  EXPECT_NE(next, service);
+  EXPECT_TRUE(RunUntil([&] { return Read(req.log_path) == "again\n" && !Exists(service); }));
 }
 
 TEST_F(ProcessRuntimeTest, ExitIsObservedPromptly) {
