@@ -528,7 +528,7 @@ void LogService::ServiceGone(const std::string& why) {
   if (!control_) return;
   PALM_LOG(kWarning, "log service (pid ", pid_, ") is gone: ", why,
            "; the agents it served lose their output from now on (EPIPE on their next write), "
-           "a new service starts at the next spawn");
+           "new spawns get a new service");
   generation_.reset();
   control_.reset();
   // Watched until reaped, even while idle (when its pidfd was not being watched).
