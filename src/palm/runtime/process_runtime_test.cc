@@ -139,7 +139,7 @@ class ProcessRuntimeTest : public ::testing::Test {
   // cgroups).
   void NewRuntime(ProcessRuntimeOptions options) {
     options.limits_shim_path = PALM_LIMITS_SHIM;
-    options.cgroups = false;
+    options.cgroups = CgroupUse::kOff;
     if (options.log_shim_path.empty()) options.log_shim_path = PALM_LOG_SHIM;
     rt_ = NewProcessRuntime(io_, options);
     rt_->SetExitCallback([this](const std::string& id, ExitStatus st) {
