@@ -163,18 +163,16 @@ int RunDaemon(const DaemonOptions& options) {
   boost::asio::io_context io(1);
   const Clock& clock = RealClock::Get();
   absl::Time started_at = clock.Now();
-  runtime::ProcessRuntimeOptions runtime_options;
-  // Instances' cgroups per data dir: two daemons on one host never share an instance's group.
-  runtime_options.cgroup_parent = "palm/" + Sha256Hex(data_dir).substr(0, 12);
-  auto runtime = runtime::NewProcessRuntime(io, runtime_options);
-  controller::KernelPortAllocator ports;
-
   // Every connection costs a descriptor, so do agents' pidfds, spawns, probes, log files
   // and the store: raise the soft limit (1024 by default) to the hard one and keep a
   // reserve, so the connection cap (a clean 503) comes before running out of descriptors.
+  // Agents get the soft limit the daemon was started with back (see child_nofile_soft).
+  runtime::ProcessRuntimeOptions runtime_options;
   http::ServerOptions server_options;
   std::string fd_note;
-  if (auto fds = http::RaiseFdLimit(); fds.ok()) {
+  auto fds = http::RaiseFdLimit();
+  if (fds.ok()) {
+    runtime_options.child_nofile_soft = fds->previous;
     server_options.max_connections = http::MaxConnectionsForFdLimit(fds->soft);
     fd_note = absl::StrCat(" (RLIMIT_NOFILE ", fds->soft,
                            fds->previous != fds->soft ? absl::StrCat(", raised from ", fds->previous)
@@ -183,6 +181,10 @@ int RunDaemon(const DaemonOptions& options) {
   } else {
     PALM_LOG(kWarning, "cannot read the file descriptor limit: ", fds.status().message());
   }
+  // Instances' cgroups per data dir: two daemons on one host never share an instance's group.
+  runtime_options.cgroup_parent = "palm/" + Sha256Hex(data_dir).substr(0, 12);
+  auto runtime = runtime::NewProcessRuntime(io, runtime_options);
+  controller::KernelPortAllocator ports;
 
   std::unique_ptr<api::Api> api;
   http::Server server(io, server_options,

@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/stat.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -57,6 +58,16 @@ constexpr int kMaxSettlePolls = 1000;  // 5 s
 constexpr auto kRemovalRetry = std::chrono::seconds(1);
 
 int PidfdOpen(int pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
+
+// Lowers a new child's soft RLIMIT_NOFILE to `soft` (never above its hard limit). The child
+// has only just exec'd: descriptors it already holds stay valid whatever their number, and
+// rlimits survive exec, so a limits shim's agent gets the lowered limit too.
+void RestoreNofileSoftLimit(int pid, uint64_t soft) {
+  rlimit cur{};
+  if (::prlimit(pid, RLIMIT_NOFILE, nullptr, &cur) != 0 || cur.rlim_cur <= soft) return;
+  const rlimit lowered{static_cast<rlim_t>(soft), cur.rlim_max};
+  (void)::prlimit(pid, RLIMIT_NOFILE, &lowered, nullptr);
+}
 
 int PidfdSendSignal(int pidfd, int sig) {
   return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0));
@@ -316,7 +327,10 @@ class ProcessRuntime final : public Runtime {
       return via_shim ? Annotate(s, absl::StrCat("limits shim ", Quoted(shim_path_))) : s;
     }
 
-    // Our unreaped child keeps its pid (even as a zombie), so neither call can race a reuse.
+    // Our unreaped child keeps its pid (even as a zombie), so no call here can race a reuse.
+    if (options_.child_nofile_soft > 0 && !req.limits.max_open_files) {
+      RestoreNofileSoftLimit(pid, options_.child_nofile_soft);
+    }
     const int pidfd = PidfdOpen(pid);
     id.pid = pid;
     id.start_time = ProcStartTime(pid).value_or(0);

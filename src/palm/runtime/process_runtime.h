@@ -76,6 +76,11 @@ struct ProcessRuntimeOptions {
   // Also run exec probes (RunExecProbe without options) in transient cgroups of this
   // runtime; see exec_probe.h.
   bool exec_probes_use_cgroups = true;
+  // The soft RLIMIT_NOFILE an agent without resources.max_open_files gets (set with
+  // prlimit(2) right after the spawn; 0 = the daemon's own). The daemon raises its own soft
+  // limit for its connections; agents keep the one they would have had without it, so code
+  // that still uses select() (descriptors below 1024) keeps working.
+  uint64_t child_nofile_soft = 0;
   // This boot's id; "" = /proc/sys/kernel/random/boot_id. Tests inject another.
   std::string boot_id;
 };

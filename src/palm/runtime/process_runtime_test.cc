@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -479,6 +480,35 @@ TEST_F(ProcessRuntimeTest, LimitsAreAppliedThroughTheShim) {
   ASSERT_TRUE(RunUntilExits(1));
   EXPECT_EQ(exits_[0].status.code, 0) << Read(req.log_path);
   EXPECT_EQ(Read(req.log_path), "77\n524288\nsh\n");  // argv[0] kept as given
+}
+
+// The daemon raises its own soft RLIMIT_NOFILE for its connections; its agents get the one
+// it was started with (child_nofile_soft), unless their spec sets max_open_files.
+TEST_F(ProcessRuntimeTest, AgentsGetTheDaemonsOriginalDescriptorLimit) {
+  auto soft_of = [](int pid) -> std::string {
+    std::ifstream f("/proc/" + std::to_string(pid) + "/limits");
+    for (std::string line; std::getline(f, line);) {
+      if (line.rfind("Max open files", 0) == 0) {
+        std::istringstream words(line.substr(strlen("Max open files")));
+        std::string soft;
+        words >> soft;
+        return soft;
+      }
+    }
+    return "?";
+  };
+  ProcessRuntimeOptions options;
+  options.child_nofile_soft = 321;
+  NewRuntime(options);
+  absl::StatusOr<ProcessId> plain = Spawn(Request("a-001", {"sleep", "30"}));
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_EQ(soft_of(plain->pid), "321");
+  SpawnRequest own = Request("b-001", {"sleep", "30"});
+  own.limits.max_open_files = 77;
+  absl::StatusOr<ProcessId> limited = Spawn(own);
+  ASSERT_TRUE(limited.ok()) << limited.status();
+  EXPECT_TRUE(Eventually([&] { return soft_of(limited->pid) == "77"; }))  // the shim's exec
+      << soft_of(limited->pid);
 }
 
 TEST_F(ProcessRuntimeTest, SpawnReportsWhatEnforcesTheLimits) {
