@@ -99,9 +99,9 @@ class HardeningApiTest : public ::testing::Test {
   // What the store holds: deployment names and the number of tasks.
   std::pair<std::vector<std::string>, size_t> Stored() {
     std::vector<std::string> names;
-    for (const Json& d : daemon_.Call("GET", "/v1/deployments").body["items"]) {
-      names.push_back(d["name"]);
-    }
+    // Held in a variable: a range-for over a member of a temporary reads freed memory.
+    const Json deployments = daemon_.Call("GET", "/v1/deployments").body;
+    for (const Json& d : deployments["items"]) names.push_back(d["name"]);
     return {names, daemon_.Call("GET", "/v1/tasks").body["items"].size()};
   }
 
