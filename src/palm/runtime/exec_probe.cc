@@ -28,6 +28,7 @@
 #include "palm/runtime/cgroup.h"
 #include "palm/runtime/command_lookup.h"
 #include "palm/runtime/limits_shim.h"
+#include "palm/runtime/spawn_attr.h"
 
 #ifndef P_PIDFD
 #define P_PIDFD 3
@@ -157,19 +158,9 @@ class ExecProbe : public std::enable_shared_from_this<ExecProbe> {
     posix_spawn_file_actions_adddup2(&fa, fds[1], STDERR_FILENO);
     posix_spawn_file_actions_addclosefrom_np(&fa, STDERR_FILENO + 1);
     if (!workdir.empty()) posix_spawn_file_actions_addchdir_np(&fa, workdir.c_str());
-    posix_spawnattr_t attr;
-    posix_spawnattr_init(&attr);
-    sigset_t none, all;
-    sigemptyset(&none);
-    sigfillset(&all);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setsigdefault(&attr, &all);
-    posix_spawnattr_setpgroup(&attr, 0);
-    posix_spawnattr_setflags(&attr,
-                             POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    const NewGroupSpawnAttr attr;
     pid_t pid = 0;
-    const int err = ::posix_spawn(&pid, exe, &fa, &attr, args.data(), envp.data());
-    posix_spawnattr_destroy(&attr);
+    const int err = ::posix_spawn(&pid, exe, &fa, attr.get(), args.data(), envp.data());
     posix_spawn_file_actions_destroy(&fa);
     ::close(fds[1]);
     if (err != 0) {

@@ -29,6 +29,7 @@
 #include "boost/asio/steady_timer.hpp"
 #include "palm/base/error.h"
 #include "palm/base/log.h"
+#include "palm/runtime/spawn_attr.h"
 
 #ifndef P_PIDFD
 #define P_PIDFD 3  // waitid() id type, Linux 5.4+; glibc < 2.36 headers lack it
@@ -361,20 +362,10 @@ absl::StatusOr<StartedLogService> StartLogService(const std::string& exe) {
 
   // Its own process group (not a session: see process_runtime.cc on setsid's cost), so a
   // signal to an agent's group or the daemon's never reaches it.
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  absl::Cleanup destroy_attr = [&] { posix_spawnattr_destroy(&attr); };
-  sigset_t none, all;
-  sigemptyset(&none);
-  sigfillset(&all);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setsigdefault(&attr, &all);
-  posix_spawnattr_setpgroup(&attr, 0);
-  posix_spawnattr_setflags(&attr,
-                           POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  const NewGroupSpawnAttr attr;
 
   pid_t pid = 0;
-  if (const int err = ::posix_spawn(&pid, exe.c_str(), &fa, &attr, argv, envp); err != 0) {
+  if (const int err = ::posix_spawn(&pid, exe.c_str(), &fa, attr.get(), argv, envp); err != 0) {
     ::close(sv[0]);
     return failed("spawn", err);
   }

@@ -33,6 +33,7 @@
 #include "palm/base/error.h"
 #include "palm/base/log.h"
 #include "palm/runtime/cgroup.h"
+#include "palm/runtime/spawn_attr.h"
 #include "palm/runtime/command_lookup.h"
 #include "palm/runtime/exec_probe.h"
 #include "palm/runtime/limits_shim.h"
@@ -202,21 +203,6 @@ class ProcessRuntime final : public Runtime {
     } else {
       daemon_path_ = kDefaultPath;
     }
-    // One attribute object serves every spawn: posix_spawn only reads it.
-    posix_spawnattr_init(&attr_);
-    sigset_t none;
-    sigemptyset(&none);
-    posix_spawnattr_setsigmask(&attr_, &none);
-    sigset_t all;
-    sigfillset(&all);
-    posix_spawnattr_setsigdefault(&attr_, &all);
-    // A new process group per agent (pgid == pid), not a new session: setsid() costs
-    // 0.1-4 ms per spawn on kernels with scheduler autogroups, setpgid() microseconds.
-    // Agents never read a terminal (stdin is /dev/null) and a background daemon runs in
-    // its own session, so a session per agent buys nothing.
-    posix_spawnattr_setpgroup(&attr_, 0);
-    posix_spawnattr_setflags(&attr_, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
-                                         POSIX_SPAWN_SETSIGDEF);
   }
 
   ~ProcessRuntime() override {
@@ -227,7 +213,6 @@ class ProcessRuntime final : public Runtime {
     if (rotator_) rotator_->join();  // a copy-truncate in progress (direct logs only)
     removal_timer_.cancel();
     cgroups_->RemoveParentIfEmpty();  // agents still running keep it
-    posix_spawnattr_destroy(&attr_);
   }
 
   void SetExitCallback(ExitCallback cb) override { exit_cb_ = std::move(cb); }
@@ -316,7 +301,7 @@ class ProcessRuntime final : public Runtime {
 
     pid_t pid = 0;
     // glibc runs the child with CLONE_VFORK and returns its exec/chdir/open errno here.
-    const int err = ::posix_spawn(&pid, exe, fa.get(), &attr_, argv.data(), envp.data());
+    const int err = ::posix_spawn(&pid, exe, fa.get(), attr_.get(), argv.data(), envp.data());
     // Only the agent may hold the pipe's write end: the log service then sees EOF when the
     // agent's output is closed (at once when the spawn failed) and closes the stream.
     out.Close();
@@ -655,7 +640,7 @@ class ProcessRuntime final : public Runtime {
   const std::string boot_id_;
   const std::shared_ptr<Cgroups> cgroups_;
   std::string daemon_path_;
-  posix_spawnattr_t attr_;
+  const NewGroupSpawnAttr attr_;  // one for every spawn (spawn_attr.h)
   ExitCallback exit_cb_;
   absl::flat_hash_map<std::string, std::shared_ptr<WatchState>> watches_;
   LogService log_service_;
