@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <future>
+#include <latch>
 #include <optional>
 #include <thread>
 
@@ -481,14 +482,14 @@ TEST_F(ServerTest, ClientStoppingAStreamFiresOnClose) {
   handler_ = [this, closed](Request r, std::shared_ptr<Exchange> ex) {
     ex->OnClose([closed] { closed->set_value(); });
     ex->BeginStream(200, "text/event-stream");
+    // The pending timer owns the tick, the tick only a weak_ptr to itself: a tick still
+    // pending when the test tears the loop down is freed with it (a self-owning tick leaked
+    // the Exchange, its Session and the ServerCore unless a tick ran after the close).
     auto tick = std::make_shared<std::function<void()>>();
-    *tick = [this, ex, tick] {
-      if (ex->Closed()) {
-        *tick = nullptr;  // break the cycle
-        return;
-      }
+    *tick = [this, ex, self = std::weak_ptr(tick)] {
+      if (ex->Closed()) return;
       ex->Write("data: tick\n\n");
-      After(milliseconds(10), *tick);
+      After(milliseconds(10), [t = self.lock()] { (*t)(); });
     };
     (*tick)();
   };
@@ -815,15 +816,19 @@ TEST_F(ServerTest, OutOfDescriptorsNewcomersGet503AndServingResumesAfterwards) {
   rlimit saved{};
   ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
   std::optional<RawConn> waiting[2];
+  // Hold the loop so the two connections wait in the backlog while descriptors run out.
+  // Latches, not promises: destroying a promise's result is a virtual call, and UBSan's vptr
+  // check of a type it has not seen yet probes memory through a pipe(), which fails with
+  // EMFILE here and is reported as "invalid vptr". They outlive the block: the loop thread
+  // may still be inside release.wait() after the count_down.
+  std::latch release(1);
+  std::latch held(1);
   {
-    // Holds the loop so the two connections wait in the backlog while descriptors run out.
-    std::promise<void> release;
-    std::promise<void> held;
     asio::post(io_, [&] {
-      held.set_value();
-      release.get_future().wait();
+      held.count_down();
+      release.wait();
     });
-    held.get_future().wait();
+    held.wait();
     for (auto& w : waiting) w.emplace(server_->port());
     const int lowest_free = ::dup(0);
     ASSERT_GE(lowest_free, 0);
@@ -831,7 +836,7 @@ TEST_F(ServerTest, OutOfDescriptorsNewcomersGet503AndServingResumesAfterwards) {
     rlimit low = saved;
     low.rlim_cur = static_cast<rlim_t>(lowest_free);  // no new descriptor can be made
     ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
-    release.set_value();
+    release.count_down();
   }
   std::string answers[2];
   for (int i = 0; i < 2; ++i) answers[i] = waiting[i]->ReadAll();
