@@ -44,10 +44,7 @@ class DaemonTest : public ::testing::Test {
   void SetUp() override { daemon_.Start(); }
   void TearDown() override {
     // Stop agents too, so no test leaves processes behind.
-    if (daemon_.running()) {
-      daemon_.Call("POST", "/v1/daemon/stop", {{"all", true}});
-      daemon_.Wait();
-    }
+    daemon_.StopWithAgents();
   }
   TempDir dir_;
   Daemon daemon_{dir_.path()};

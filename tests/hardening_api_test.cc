@@ -51,10 +51,7 @@ class HardeningApiTest : public ::testing::Test {
     ASSERT_FALSE(agent_token_.empty());
   }
   void TearDown() override {
-    if (daemon_.running()) {
-      daemon_.Call("POST", "/v1/daemon/stop", {{"all", true}});
-      daemon_.Wait();
-    }
+    daemon_.StopWithAgents();
   }
 
   Daemon::Reply Admin(const std::string& method, const std::string& target,

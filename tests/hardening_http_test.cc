@@ -113,10 +113,7 @@ Json TaskAgentSpec() {
 class HardeningHttpTest : public ::testing::Test {
  protected:
   void TearDown() override {
-    if (daemon_.running()) {
-      daemon_.Call("POST", "/v1/daemon/stop", {{"all", true}});
-      daemon_.Wait();
-    }
+    daemon_.StopWithAgents();
   }
 
   std::string DaemonLog() {

@@ -98,10 +98,7 @@ class LogsTest : public ::testing::Test {
     daemon_.Start();
   }
   void TearDown() override {
-    if (daemon_.running()) {
-      daemon_.Call("POST", "/v1/daemon/stop", {{"all", true}});
-      daemon_.Wait();
-    }
+    daemon_.StopWithAgents();
   }
 
   // Makes the agent write a 30 MiB burst and waits until it has.

@@ -43,10 +43,7 @@ class HardeningTest : public ::testing::Test {
  protected:
   void SetUp() override { daemon_.Start(); }
   void TearDown() override {
-    if (daemon_.running()) {
-      daemon_.Call("POST", "/v1/daemon/stop", {{"all", true}});
-      daemon_.Wait();
-    }
+    daemon_.StopWithAgents();
     // Whatever a failed test (or a host without cgroups) left running.
     for (const std::string& file : pid_files_) {
       for (int pid : ReadPids(file)) ::kill(pid, SIGKILL);

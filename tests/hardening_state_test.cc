@@ -20,10 +20,7 @@ class HardeningStateTest : public ::testing::Test {
  protected:
   void SetUp() override { daemon_.Start(); }
   void TearDown() override {
-    if (daemon_.running()) {
-      daemon_.Call("POST", "/v1/daemon/stop", {{"all", true}});
-      daemon_.Wait();
-    }
+    daemon_.StopWithAgents();
   }
 
   std::vector<Json> Events(const std::string& deployment, const std::string& kind) {

@@ -106,6 +106,12 @@ void Daemon::Terminate() {
   Wait();
 }
 
+void Daemon::StopWithAgents() {
+  if (!running()) return;
+  Call("POST", "/v1/daemon/stop", {{"all", true}});
+  Wait();
+}
+
 int Daemon::Wait(absl::Duration timeout) {
   int status = 0;
   bool done = WaitFor([&] { return ::waitpid(pid_, &status, WNOHANG) == pid_; }, timeout);

@@ -53,6 +53,9 @@ class Daemon {
   // Waits for the process to exit (after an API stop); returns its exit code.
   int Wait(absl::Duration timeout = absl::Seconds(30));
   bool running() const { return pid_ > 0; }
+  // When it runs: stops the daemon and its agents (POST /v1/daemon/stop {"all": true}) and
+  // waits for it to exit, so a test leaves no process behind. What fixtures' TearDown call.
+  void StopWithAgents();
 
   const std::string& endpoint() const { return endpoint_; }
   std::string token() const;

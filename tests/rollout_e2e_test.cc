@@ -65,10 +65,7 @@ class RolloutTest : public ::testing::Test {
     daemon_.RegisterSpec(TaskAgentSpec());
   }
   void TearDown() override {
-    if (daemon_.running()) {
-      daemon_.Call("POST", "/v1/daemon/stop", {{"all", true}});
-      daemon_.Wait();
-    }
+    daemon_.StopWithAgents();
   }
 
   Json Get(const std::string& name) { return daemon_.Call("GET", "/v1/deployments/" + name).body; }

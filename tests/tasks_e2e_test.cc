@@ -34,10 +34,7 @@ class TasksTest : public ::testing::Test {
  protected:
   void SetUp() override { daemon_.Start(); }
   void TearDown() override {
-    if (daemon_.running()) {
-      daemon_.Call("POST", "/v1/daemon/stop", {{"all", true}});
-      daemon_.Wait();
-    }
+    daemon_.StopWithAgents();
   }
 
   void Deploy(const std::string& name, int replicas) {
