@@ -122,6 +122,12 @@ TEST_F(HardeningStateTest, BroadcastResultsRoundTripThroughADaemonRestart) {
     return done["state"] == "Succeeded";
   })) << done;
 
+  // A GET shows results the engine holds before its group commit makes them durable (the
+  // agent's result is acknowledged only after it), so wait for an acknowledged write that
+  // comes later: a task submitted now is answered only once the batches before it are durable.
+  daemon_.CreateDeployment({{"name", "barrier"}, {"spec", "worker@1.0.0"}, {"replicas", 0}});
+  ASSERT_EQ(daemon_.Call("POST", "/v1/tasks", {{"deployment", "barrier"}, {"input", {}}}).status,
+            201u);
   daemon_.Kill9();  // what was acknowledged is durable
   daemon_.Start();
   Json back = daemon_.Call("GET", "/v1/tasks/" + id).body;
