@@ -34,12 +34,22 @@ bool ReadRange(int fd, off_t from, off_t to, std::string* out) {
   return true;
 }
 
-// Streams appended bytes of a file to an exchange until the peer leaves.
+// Streams appended bytes of a file to an exchange until the peer leaves. It follows the
+// file it opened, not the path: when the log is rotated by rename (the log service), it
+// reads the renamed file to its end, then moves on to the new file at the path, so nothing
+// written around a rotation is lost or read from the wrong offset. A file that shrinks was
+// copy-truncated (an agent writing its log directly): it is read again from the start.
 class Follower : public std::enable_shared_from_this<Follower> {
  public:
   Follower(boost::asio::io_context& io, std::string path, off_t offset,
            std::shared_ptr<http::Exchange> ex)
-      : timer_(io), path_(std::move(path)), offset_(offset), ex_(std::move(ex)) {}
+      : timer_(io), path_(std::move(path)), offset_(offset), ex_(std::move(ex)) {
+    fd_ = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd_ < 0) offset_ = 0;  // not there yet: read it from the start when it appears
+  }
+  ~Follower() {
+    if (fd_ >= 0) ::close(fd_);
+  }
 
   void Start() {
     // Freed as soon as the peer is gone, not at the next poll.
@@ -60,27 +70,44 @@ class Follower : public std::enable_shared_from_this<Follower> {
 
   void Poll() {
     if (ex_->Closed()) return;
-    int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-      struct stat st {};
-      if (::fstat(fd, &st) == 0) {
-        if (st.st_size < offset_) offset_ = 0;  // rotated (copy-truncate)
-        if (st.st_size > offset_) {
-          off_t to = std::min<off_t>(st.st_size, offset_ + kMaxTailBytes);
-          std::string chunk;
-          ReadRange(fd, offset_, to, &chunk);
-          offset_ += static_cast<off_t>(chunk.size());
-          if (!chunk.empty()) ex_->Write(std::move(chunk));
-        }
-      }
-      ::close(fd);
+    if (fd_ < 0) fd_ = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd_ >= 0 && ReadNew() && PathHoldsAnotherFile()) {
+      ::close(fd_);
+      fd_ = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+      offset_ = 0;
+      if (fd_ >= 0) ReadNew();
     }
     Schedule();
+  }
+
+  // Sends what was appended to the followed file since the last read (at most
+  // kMaxTailBytes a poll); true when it has been read to its end.
+  bool ReadNew() {
+    struct stat st {};
+    if (::fstat(fd_, &st) != 0) return false;
+    if (st.st_size < offset_) offset_ = 0;  // copy-truncated
+    if (st.st_size > offset_) {
+      off_t to = std::min<off_t>(st.st_size, offset_ + kMaxTailBytes);
+      std::string chunk;
+      ReadRange(fd_, offset_, to, &chunk);
+      offset_ += static_cast<off_t>(chunk.size());
+      if (!chunk.empty()) ex_->Write(std::move(chunk));
+    }
+    return offset_ >= st.st_size;
+  }
+
+  // True when the path now names another file than the one followed (rotated by rename).
+  bool PathHoldsAnotherFile() const {
+    struct stat held {}, now {};
+    if (::fstat(fd_, &held) != 0) return true;
+    if (::stat(path_.c_str(), &now) != 0) return false;  // not recreated yet: keep reading
+    return held.st_ino != now.st_ino || held.st_dev != now.st_dev;
   }
 
   boost::asio::steady_timer timer_;
   std::string path_;
   off_t offset_;
+  int fd_ = -1;
   std::shared_ptr<http::Exchange> ex_;
 };
 

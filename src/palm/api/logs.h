@@ -1,5 +1,5 @@
 // Serving instance logs over HTTP: the last N lines, and `follow` streaming of what the
-// agent appends (surviving copy-truncate rotation). Event-loop thread only.
+// agent appends (across rotation by rename or copy-truncate). Event-loop thread only.
 #pragma once
 
 #include <memory>
@@ -21,7 +21,8 @@ const QuerySpec& LogsQuery();
 
 // GET .../logs?tail=N[&follow=1] (the caller has checked the query against LogsQuery()).
 // Without follow: a text/plain response. With follow: the tail is streamed, then new bytes
-// as they are appended (checked every 200 ms), until the client goes away (the follower is
+// as they are appended (checked every 200 ms; across a rotation by rename the old file is
+// read to its end before the new one, so bytes written around a rotation are not lost), until the client goes away (the follower is
 // freed when the connection closes); the returned response then has status 0 (already
 // answered). The stream carries the agent's output bytes and nothing else, so unlike the
 // events stream it has no in-band keepalive: a peer that leaves is noticed by the server's

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -16,6 +17,7 @@
 #include "palm/api/events.h"
 #include "palm/api/logs.h"
 #include "palm/base/error.h"
+#include "palm/http/client.h"
 #include "palm/http/wire.h"
 #include "palm/store/store.h"
 
@@ -318,6 +320,36 @@ TEST_F(StreamTest, LogsFollowerIsFreedWhenTheClientCloses) {
   }
   client.join();
   EXPECT_TRUE(ConnectionsDrain(absl::Seconds(10)));
+}
+
+// The log service rotates by rename: what was appended to the old file just before the
+// rename must reach the follower, and the new file must be read from its start (the
+// follower used to reopen the path and read the new file from the old offset).
+TEST_F(StreamTest, LogsFollowerReadsTheRenamedFileToItsEndThenTheNewOne) {
+  const std::string log = (dir_ / "agent.log").string();
+  { std::ofstream(log) << "first\n"; }
+  Serve(absl::Seconds(15));
+  std::string got;
+  absl::Status st;
+  RunInBackground([&] {
+    http::Client client(absl::StrCat("http://127.0.0.1:", server_->port()), "",
+                        absl::Seconds(5));
+    bool rotated = false;
+    st = client.Stream("/logs?follow=1&tail=1", [&](std::string_view piece) {
+      got.append(piece);
+      if (!rotated && got == "first\n") {
+        // Within one poll period: an append, the rotation, and the new file's first line.
+        rotated = true;
+        std::ofstream(log, std::ios::app) << "just before the rotation\n";
+        std::filesystem::rename(log, log + ".1");
+        std::ofstream(log) << "new\n";
+      }
+      return got.find("new\n") == std::string::npos;
+    });
+    done_ = true;
+  });
+  EXPECT_TRUE(st.ok()) << st;
+  EXPECT_EQ(got, "first\njust before the rotation\nnew\n");
 }
 
 }  // namespace
