@@ -8,6 +8,14 @@ namespace palm::api {
 
 using model::Json;
 
+namespace {
+// A heartbeat is soft state kept in memory per instance and shown in every instance read:
+// what one may carry is bounded.
+constexpr size_t kMaxReasonBytes = 1024;
+constexpr size_t kMaxMetrics = 256;
+constexpr size_t kMaxMetricNameBytes = 128;
+}  // namespace
+
 absl::StatusOr<controller::HeartbeatIn> HeartbeatFromJson(const Json& body) {
   PALM_RETURN_IF_ERROR(RequireObject(body, "heartbeat"));
   PALM_RETURN_IF_ERROR(OnlyFields(body, {"status", "reason", "metrics", "cost_usd"}, "heartbeat"));
@@ -22,11 +30,24 @@ absl::StatusOr<controller::HeartbeatIn> HeartbeatFromJson(const Json& body) {
   if (body.contains("reason") && !body["reason"].is_null()) {
     if (!body["reason"].is_string()) return InvalidArgument("heartbeat.reason: must be a string");
     in.reason = body["reason"].get<std::string>();
+    if (in.reason.size() > kMaxReasonBytes) {
+      return InvalidArgument(absl::StrCat("heartbeat.reason: ", in.reason.size(),
+                                          " bytes is over the limit of ", kMaxReasonBytes),
+                             "say why in a sentence; details belong in the agent's log");
+    }
   }
   if (body.contains("metrics")) {
     const Json& mt = body["metrics"];
     if (!mt.is_object()) return InvalidArgument("heartbeat.metrics: must be an object");
+    if (mt.size() > kMaxMetrics) {
+      return InvalidArgument(absl::StrCat("heartbeat.metrics: ", mt.size(),
+                                          " metrics is over the limit of ", kMaxMetrics));
+    }
     for (const auto& [k, v] : mt.items()) {
+      if (k.empty() || k.size() > kMaxMetricNameBytes) {
+        return InvalidArgument(absl::StrCat("heartbeat.metrics: a name must be 1 to ",
+                                            kMaxMetricNameBytes, " bytes, got ", k.size()));
+      }
       if (!v.is_number()) {
         return InvalidArgument(absl::StrCat("heartbeat.metrics.", k, ": must be a number"));
       }

@@ -8,8 +8,8 @@
 
 namespace palm::api {
 
-// {status?: "ok"|"degraded", reason?: string|null, metrics?: {name: number},
-// cost_usd?: number >= 0}, nothing else. kInvalidArgument naming the field
+// {status?: "ok"|"degraded", reason?: string|null (at most 1 KiB), metrics?: {name: number}
+// (at most 256, names 1 to 128 bytes), cost_usd?: number >= 0}, nothing else. kInvalidArgument naming the field
 // ("heartbeat.metrics.load: must be a number").
 absl::StatusOr<controller::HeartbeatIn> HeartbeatFromJson(const model::Json& body);
 

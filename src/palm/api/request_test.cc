@@ -15,6 +15,7 @@
 #include "gtest/gtest.h"
 #include "palm/api/errors.h"
 #include "palm/api/events.h"
+#include "palm/api/heartbeat.h"
 #include "palm/api/logs.h"
 #include "palm/base/error.h"
 #include "palm/http/client.h"
@@ -320,6 +321,21 @@ TEST_F(StreamTest, LogsFollowerIsFreedWhenTheClientCloses) {
   }
   client.join();
   EXPECT_TRUE(ConnectionsDrain(absl::Seconds(10)));
+}
+
+TEST(HeartbeatTest, WhatAHeartbeatCarriesIsBounded) {
+  EXPECT_TRUE(HeartbeatFromJson({{"status", "degraded"}, {"reason", std::string(1024, 'r')}}).ok());
+  absl::StatusOr<controller::HeartbeatIn> long_reason =
+      HeartbeatFromJson({{"reason", std::string(1025, 'r')}});
+  ASSERT_FALSE(long_reason.ok());
+  EXPECT_THAT(long_reason.status().message(), HasSubstr("heartbeat.reason: 1025 bytes"));
+  Json many = Json::object();
+  for (int i = 0; i < 257; ++i) many[absl::StrCat("m", i)] = i;
+  EXPECT_THAT(HeartbeatFromJson({{"metrics", many}}).status().message(),
+              HasSubstr("257 metrics is over the limit of 256"));
+  EXPECT_FALSE(HeartbeatFromJson({{"metrics", {{std::string(129, 'n'), 1}}}}).ok());
+  EXPECT_FALSE(HeartbeatFromJson({{"metrics", {{"", 1}}}}).ok());
+  EXPECT_TRUE(HeartbeatFromJson({{"metrics", {{std::string(128, 'n'), 1}}}}).ok());
 }
 
 // The log service rotates by rename: what was appended to the old file just before the
