@@ -23,6 +23,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "palm/runtime/process_runtime.h"
+#include "palm/runtime/test_util.h"
 
 namespace palm::runtime {
 namespace {
@@ -60,29 +61,10 @@ TEST(CgroupDetectTest, NoCgroupMountsMeansNone) {
   fs::remove_all(dir);
 }
 
-std::string Read(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-bool Running(int pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string line;
-  if (!std::getline(in, line)) return false;
-  const size_t close = line.rfind(')');
-  return close != std::string::npos && close + 2 < line.size() && line[close + 2] != 'Z';
-}
-
-bool Eventually(const std::function<bool()>& pred) {
-  const auto deadline = std::chrono::steady_clock::now() + kDeadline;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
-  return true;
-}
+std::string Read(const fs::path& p) { return testing::ReadFile(p); }
+using testing::Exit;
+using testing::Running;
+bool Eventually(const std::function<bool()>& pred) { return testing::WaitFor(pred, kDeadline); }
 
 int ReadPid(const fs::path& file) {
   int pid = 0;
@@ -93,13 +75,9 @@ int ReadPid(const fs::path& file) {
   return pid;
 }
 
-struct Exit {
-  std::string instance_id;
-  ExitStatus status;
-};
-
-class CgroupRuntimeTest : public ::testing::Test {
+class CgroupRuntimeTest : public testing::RuntimeFixture {
  protected:
+  CgroupRuntimeTest() : RuntimeFixture(kDeadline) {}
   void SetUp() override {
     std::string tmpl = ::testing::TempDir() + "/palm_cgroup_test_XXXXXX";
     ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
@@ -143,47 +121,16 @@ class CgroupRuntimeTest : public ::testing::Test {
     options.cgroup_parent = parent_;
     options.exec_probes_use_cgroups = false;
     options.log_max_bytes = 0;  // agents write their logs themselves: no log shim
-    rt_ = NewProcessRuntime(io_, options);
-    rt_->SetExitCallback([this](const std::string& id, ExitStatus st) {
-      exits_.push_back({id, st});
-    });
+    Use(NewProcessRuntime(io_, options));
   }
 
   SpawnRequest Request(const std::string& id, std::vector<std::string> argv) {
-    SpawnRequest req;
-    req.instance_id = id;
-    req.argv = std::move(argv);
-    req.env = {{"PATH", "/usr/bin:/bin"}};
-    req.log_path = (dir_ / (id + ".log")).string();
-    return req;
-  }
-
-  absl::StatusOr<Spawned> Spawn(const SpawnRequest& req) {
-    absl::StatusOr<Spawned> pid = rt_->Spawn(req);
-    if (pid.ok()) to_kill_.push_back(pid->pid);
-    return pid;
-  }
-
-  bool RunUntil(const std::function<bool()>& pred) {
-    const auto deadline = std::chrono::steady_clock::now() + kDeadline;
-    while (!pred()) {
-      if (std::chrono::steady_clock::now() > deadline) return false;
-      io_.restart();
-      io_.run_for(std::chrono::milliseconds(10));
-    }
-    return true;
-  }
-  bool RunUntilExits(size_t n) {
-    return RunUntil([&] { return exits_.size() >= n; });
+    return MakeRequest(id, std::move(argv), dir_);
   }
 
   fs::path dir_;
   std::string parent_;
   std::shared_ptr<Cgroups> cgroups_;
-  boost::asio::io_context io_;
-  std::unique_ptr<Runtime> rt_;
-  std::vector<Exit> exits_;
-  std::vector<int> to_kill_;
 };
 
 TEST_F(CgroupRuntimeTest, SpawnPutsTheInstanceInItsOwnCgroupWithItsLimits) {

@@ -27,6 +27,7 @@
 #include "boost/asio/steady_timer.hpp"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "palm/runtime/test_util.h"
 
 namespace palm::runtime {
 namespace {
@@ -36,31 +37,12 @@ using ::testing::HasSubstr;
 
 constexpr auto kDeadline = std::chrono::seconds(10);
 
-std::string Read(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// True while `pid` exists and is not a zombie.
-bool Running(int pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string line;
-  if (!std::getline(in, line)) return false;
-  const size_t close = line.rfind(')');
-  return close != std::string::npos && close + 2 < line.size() && line[close + 2] != 'Z';
-}
+std::string Read(const fs::path& p) { return testing::ReadFile(p); }
+using testing::Exit;
+using testing::Running;
 
 // Waits for a condition that does not depend on the io_context (e.g. another process).
-bool Eventually(const std::function<bool()>& pred) {
-  const auto deadline = std::chrono::steady_clock::now() + kDeadline;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  return true;
-}
+bool Eventually(const std::function<bool()>& pred) { return testing::WaitFor(pred, kDeadline); }
 
 // Live log services (their command line says so) that are our children.
 std::set<int> OurLogServices() {
@@ -106,13 +88,9 @@ std::filesystem::path MakeTempDir() {
   return tmpl;
 }
 
-struct Exit {
-  std::string instance_id;
-  ExitStatus status;
-};
-
-class ProcessRuntimeTest : public ::testing::Test {
+class ProcessRuntimeTest : public testing::RuntimeFixture {
  protected:
+  ProcessRuntimeTest() : RuntimeFixture(kDeadline) {}
   void SetUp() override {
     dir_ = MakeTempDir();
     NewRuntime({});
@@ -142,47 +120,14 @@ class ProcessRuntimeTest : public ::testing::Test {
     options.limits_shim_path = PALM_LIMITS_SHIM;
     options.cgroups = CgroupUse::kOff;
     if (options.log_shim_path.empty()) options.log_shim_path = PALM_LOG_SHIM;
-    rt_ = NewProcessRuntime(io_, options);
-    rt_->SetExitCallback([this](const std::string& id, ExitStatus st) {
-      exits_.push_back({id, st});
-    });
+    Use(NewProcessRuntime(io_, options));
   }
 
   SpawnRequest Request(const std::string& id, std::vector<std::string> argv) {
-    SpawnRequest req;
-    req.instance_id = id;
-    req.argv = std::move(argv);
-    req.env = {{"PATH", "/usr/bin:/bin"}};
-    req.log_path = (dir_ / "logs" / (id + ".log")).string();
-    return req;
-  }
-
-  absl::StatusOr<ProcessId> Spawn(const SpawnRequest& req) {
-    absl::StatusOr<ProcessId> pid = rt_->Spawn(req);
-    if (pid.ok()) to_kill_.push_back(pid->pid);
-    return pid;
-  }
-
-  // Runs the loop until `pred` holds or the deadline passes.
-  bool RunUntil(const std::function<bool()>& pred) {
-    const auto deadline = std::chrono::steady_clock::now() + kDeadline;
-    while (!pred()) {
-      if (std::chrono::steady_clock::now() > deadline) return false;
-      io_.restart();
-      io_.run_for(std::chrono::milliseconds(10));
-    }
-    return true;
-  }
-
-  bool RunUntilExits(size_t n) {
-    return RunUntil([&] { return exits_.size() >= n; });
+    return MakeRequest(id, std::move(argv), dir_ / "logs");
   }
 
   fs::path dir_;
-  boost::asio::io_context io_;
-  std::unique_ptr<Runtime> rt_;
-  std::vector<Exit> exits_;
-  std::vector<int> to_kill_;
 };
 
 TEST_F(ProcessRuntimeTest, OutputGoesToLogAndExitCodeIsReported) {
